@@ -1,0 +1,72 @@
+// Command svckit is the svckit command line: a development etcd today; `new`,
+// `ls` and `demo` join it as they are built.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/svckit/svckit/framework/etcdtest"
+)
+
+const usage = `usage: svckit COMMAND [flags]
+
+commands:
+  etcd    run a single-member development etcd (embedded, no install needed)
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "svckit:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "etcd":
+		return runEtcd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func runEtcd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("svckit etcd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:2379", "client address to listen on (host:port)")
+	dataDir := fs.String("data-dir", "", "data directory (default: a temporary one, removed on exit)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", *listen, err)
+	}
+	c, err := etcdtest.New(etcdtest.Options{ClientAddr: *listen, Dir: *dataDir})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(stdout, "etcd serving on %s (Ctrl-C to stop)\n", c.Endpoint(0))
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "etcd stopping")
+	return nil
+}

@@ -1,0 +1,42 @@
+package naming
+
+import (
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/resolver"
+)
+
+// Attribute keys that the resolver sets on every resolver.Endpoint. Keys are
+// plain strings so that balancers can read them without importing this
+// package; every value is comparable.
+const (
+	// AttrWeight holds the instance weight as a uint32, at least 1.
+	AttrWeight = "svckit.weight"
+	// AttrZone holds the instance zone as a string.
+	AttrZone = "svckit.zone"
+	// AttrVersion holds the instance version as a string.
+	AttrVersion = "svckit.version"
+	// AttrInstanceID holds the instance id as a string.
+	AttrInstanceID = "svckit.instance_id"
+	// AttrMetadata holds the whole Metadata (which implements Equal).
+	AttrMetadata = "svckit.metadata"
+)
+
+// endpointOf builds the resolver endpoint of a record.
+func endpointOf(r Record) resolver.Endpoint {
+	w := r.Metadata.Weight
+	if w == 0 {
+		w = 1
+	}
+	a := attributes.New(AttrWeight, w).
+		WithValue(AttrZone, r.Metadata.Zone).
+		WithValue(AttrVersion, r.Metadata.Version).
+		WithValue(AttrInstanceID, r.Metadata.InstanceID).
+		WithValue(AttrMetadata, r.Metadata)
+	return resolver.Endpoint{Addresses: []resolver.Address{{Addr: r.Addr}}, Attributes: a}
+}
+
+// MetadataOf returns the metadata the resolver attached to ep.
+func MetadataOf(ep resolver.Endpoint) (Metadata, bool) {
+	md, ok := ep.Attributes.Value(AttrMetadata).(Metadata)
+	return md, ok
+}

@@ -1,0 +1,410 @@
+package naming
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// State is where a Registrar's record stands.
+type State int
+
+const (
+	// StateIdle: Register has not succeeded yet.
+	StateIdle State = iota
+	// StateRegistered: the record is in etcd and its lease is kept alive.
+	StateRegistered
+	// StateLost: the lease or the key was lost; registering again.
+	StateLost
+	// StateStopped: deregistered, or the etcd client was closed.
+	StateStopped
+)
+
+func (s State) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateRegistered:
+		return "registered"
+	case StateLost:
+		return "lost"
+	case StateStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Status is a snapshot of a Registrar, for health, readiness and metrics.
+type Status struct {
+	State State
+	Key   string
+	// LeaseID is the current lease, 0 when none.
+	LeaseID clientv3.LeaseID
+	// Registrations counts successful puts of the record, the first one
+	// included; Registrations-1 is the number of re-registrations.
+	Registrations int64
+	// Losses counts lease or key losses.
+	Losses int64
+	// RegisteredAt is the time of the last successful put.
+	RegisteredAt time.Time
+	// LastKeepAlive is the time of the last keepalive response.
+	LastKeepAlive time.Time
+	// KeepAlives counts keepalive responses consumed.
+	KeepAlives int64
+	// LastError is the last error met, nil after a successful registration.
+	LastError error
+}
+
+// Instance is what a Registrar registers.
+type Instance struct {
+	// Service is the service name, e.g. "fileserver".
+	Service string
+	// Addr is the address clients dial, host:port.
+	Addr     string
+	Metadata Metadata
+}
+
+// RegistrarOption configures a Registrar.
+type RegistrarOption func(*registrarOptions)
+
+type registrarOptions struct {
+	prefix      string
+	ttl         time.Duration
+	logger      *slog.Logger
+	backoff     Backoff
+	stopTimeout time.Duration
+}
+
+// WithPrefix sets the key prefix; default DefaultPrefix.
+func WithPrefix(p string) RegistrarOption { return func(o *registrarOptions) { o.prefix = p } }
+
+// WithTTL sets the lease TTL, rounded up to whole seconds; default 10s.
+func WithTTL(d time.Duration) RegistrarOption { return func(o *registrarOptions) { o.ttl = d } }
+
+// WithLogger sets the logger; default slog.Default().
+func WithLogger(l *slog.Logger) RegistrarOption { return func(o *registrarOptions) { o.logger = l } }
+
+// WithBackoff sets the retry backoff after a loss; default 100ms to 2s.
+func WithBackoff(b Backoff) RegistrarOption { return func(o *registrarOptions) { o.backoff = b } }
+
+// WithStopTimeout bounds Deregister when its context has no deadline;
+// default 5s.
+func WithStopTimeout(d time.Duration) RegistrarOption {
+	return func(o *registrarOptions) { o.stopTimeout = d }
+}
+
+// Registrar keeps one instance registered in etcd under a lease.
+type Registrar struct {
+	cli   *clientv3.Client
+	inst  Instance
+	key   string
+	value string
+	ttl   int64
+	opts  registrarOptions
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	status  Status
+	started bool
+	lease   clientv3.LeaseID
+	rev     int64 // revision of the last put of the record
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewRegistrar validates inst and the options and returns a Registrar. It
+// does not touch etcd.
+func NewRegistrar(cli *clientv3.Client, inst Instance, opts ...RegistrarOption) (*Registrar, error) {
+	o := registrarOptions{
+		prefix:      DefaultPrefix,
+		ttl:         10 * time.Second,
+		logger:      slog.Default(),
+		backoff:     defaultBackoff,
+		stopTimeout: 5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cli == nil {
+		return nil, fmt.Errorf("naming: nil etcd client: %w", ErrInvalid)
+	}
+	if err := ValidateService(inst.Service); err != nil {
+		return nil, err
+	}
+	if err := ValidatePrefix(o.prefix); err != nil {
+		return nil, err
+	}
+	if o.ttl < time.Second {
+		return nil, fmt.Errorf("naming: ttl %s is below 1s: %w", o.ttl, ErrInvalid)
+	}
+	if o.backoff.Min <= 0 || o.backoff.Max < o.backoff.Min {
+		return nil, fmt.Errorf("naming: backoff %v: %w", o.backoff, ErrInvalid)
+	}
+	if o.stopTimeout <= 0 {
+		return nil, fmt.Errorf("naming: stop timeout %s: %w", o.stopTimeout, ErrInvalid)
+	}
+	v, err := Record{Addr: inst.Addr, Metadata: inst.Metadata}.Encode()
+	if err != nil {
+		return nil, err
+	}
+	key := Key(o.prefix, inst.Service, inst.Addr)
+	r := &Registrar{
+		cli:   cli,
+		inst:  inst,
+		key:   key,
+		value: string(v),
+		ttl:   int64((o.ttl + time.Second - 1) / time.Second),
+		opts:  o,
+		log:   o.logger.With("component", "registrar", "service", inst.Service, "key", key),
+		done:  make(chan struct{}),
+	}
+	r.status.Key = key
+	return r, nil
+}
+
+// Key returns the etcd key of the record.
+func (r *Registrar) Key() string { return r.key }
+
+// Status returns a snapshot of the registrar.
+func (r *Registrar) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Done is closed when the registrar stops keeping its record: after
+// Deregister, or when its etcd client is closed.
+func (r *Registrar) Done() <-chan struct{} { return r.done }
+
+// Register grants a lease and puts the record once, within ctx, then keeps
+// it in the background until Deregister. An error means nothing was left
+// registered; Register may then be called again.
+func (r *Registrar) Register(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return errors.New("naming: registrar already started")
+	}
+	r.mu.Unlock()
+
+	if err := r.put(ctx); err != nil {
+		r.setErr(err)
+		return err
+	}
+	kctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.started = true
+	r.cancel = cancel
+	r.mu.Unlock()
+	r.log.Info("registered", "addr", r.inst.Addr, "lease_id", int64(r.lease), "ttl_s", r.ttl)
+	go r.keep(kctx)
+	return nil
+}
+
+// put grants a new lease and puts the record under it. On failure it revokes
+// the new lease so that nothing is left behind.
+func (r *Registrar) put(ctx context.Context) error {
+	g, err := r.cli.Grant(ctx, r.ttl)
+	if err != nil {
+		return fmt.Errorf("naming: grant lease for %s: %w", r.key, err)
+	}
+	resp, err := r.cli.Put(ctx, r.key, r.value, clientv3.WithLease(g.ID))
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = r.cli.Revoke(rctx, g.ID)
+		cancel()
+		return fmt.Errorf("naming: put %s: %w", r.key, err)
+	}
+	now := time.Now()
+	r.mu.Lock()
+	r.lease = g.ID
+	r.rev = resp.Header.Revision
+	r.status.State = StateRegistered
+	r.status.LeaseID = g.ID
+	r.status.Registrations++
+	r.status.RegisteredAt = now
+	r.status.LastKeepAlive = now
+	r.status.LastError = nil
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Registrar) setErr(err error) {
+	r.mu.Lock()
+	r.status.LastError = err
+	r.mu.Unlock()
+}
+
+// keep keeps the record until ctx is cancelled or the client is closed,
+// registering again after every loss.
+func (r *Registrar) keep(ctx context.Context) {
+	defer close(r.done)
+	for {
+		reason := r.hold(ctx)
+		if ctx.Err() != nil || r.cli.Ctx().Err() != nil {
+			r.mu.Lock()
+			r.status.State = StateStopped
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Lock()
+		old := r.lease
+		r.lease = 0
+		r.status.State = StateLost
+		r.status.LeaseID = 0
+		r.status.Losses++
+		r.mu.Unlock()
+		r.log.Warn("registration lost; registering again", "lease_id", int64(old), "reason", reason)
+		// The old lease may still live (key deleted by someone else): revoke
+		// it so that it holds nothing.
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = r.cli.Revoke(rctx, old)
+		cancel()
+
+		for attempt := 0; ; attempt++ {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := r.put(pctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			r.setErr(err)
+			if attempt == 0 || attempt%10 == 0 {
+				r.log.Warn("register again failed; retrying", "attempt", attempt+1, "err", err)
+			}
+			if !sleep(ctx, r.opts.backoff.Delay(attempt)) || r.cli.Ctx().Err() != nil {
+				r.mu.Lock()
+				r.status.State = StateStopped
+				r.mu.Unlock()
+				return
+			}
+		}
+		st := r.Status()
+		r.log.Warn("registered again", "lease_id", int64(st.LeaseID), "registrations", st.Registrations)
+	}
+}
+
+// hold keeps the current lease alive and watches the key until either is
+// lost or ctx ends, and returns why it stopped.
+func (r *Registrar) hold(ctx context.Context) string {
+	r.mu.Lock()
+	lease, rev := r.lease, r.rev
+	r.mu.Unlock()
+
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kach, err := r.cli.KeepAlive(hctx, lease)
+	if err != nil {
+		return "keepalive: " + err.Error()
+	}
+	wch := r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(rev+1))
+	var rewatch <-chan time.Time
+	rewatches := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return "stopped"
+		case ka, ok := <-kach:
+			if !ok {
+				return "keepalive channel closed (lease expired or revoked)"
+			}
+			if ka.TTL <= 0 {
+				return "lease expired"
+			}
+			r.mu.Lock()
+			r.status.LastKeepAlive = time.Now()
+			r.status.KeepAlives++
+			r.mu.Unlock()
+		case <-rewatch:
+			rewatch = nil
+			// The watch failed; see whether the key is still there before
+			// watching again from where this look saw it.
+			gctx, gcancel := context.WithTimeout(hctx, 2*time.Second)
+			resp, err := r.cli.Get(gctx, r.key)
+			gcancel()
+			if err != nil {
+				rewatches++
+				rewatch = time.After(r.opts.backoff.Delay(rewatches))
+				continue
+			}
+			if len(resp.Kvs) == 0 {
+				return "key deleted"
+			}
+			rewatches = 0
+			wch = r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(resp.Header.Revision+1))
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil || wr.Canceled {
+				if ctx.Err() != nil {
+					return "stopped"
+				}
+				wch = nil
+				rewatches++
+				rewatch = time.After(r.opts.backoff.Delay(rewatches))
+				continue
+			}
+			for _, ev := range wr.Events {
+				switch {
+				case ev.Type == mvccpb.DELETE:
+					return "key deleted"
+				case clientv3.LeaseID(ev.Kv.Lease) != lease:
+					r.log.Warn("key written by another lease", "lease_id", int64(lease), "other_lease_id", ev.Kv.Lease)
+				}
+			}
+		}
+	}
+}
+
+// Deregister stops keeping the record, deletes the key if it is still this
+// registrar's, and revokes the lease. It is bounded by ctx, or by the stop
+// timeout if ctx has no deadline. Calling it again does nothing.
+func (r *Registrar) Deregister(ctx context.Context) error {
+	r.mu.Lock()
+	started, cancel := r.started, r.cancel
+	r.cancel = nil
+	r.mu.Unlock()
+	if !started || cancel == nil {
+		return nil
+	}
+	cancel()
+	<-r.done
+
+	if _, ok := ctx.Deadline(); !ok {
+		var c context.CancelFunc
+		ctx, c = context.WithTimeout(ctx, r.opts.stopTimeout)
+		defer c()
+	}
+	r.mu.Lock()
+	lease := r.lease
+	r.lease = 0
+	r.status.State = StateStopped
+	r.status.LeaseID = 0
+	r.mu.Unlock()
+	if lease == 0 {
+		return nil
+	}
+	var errs []error
+	// Delete only if the key is still ours: during a restart on the same
+	// address the new instance may have put it already.
+	_, err := r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(r.key), "=", lease)).
+		Then(clientv3.OpDelete(r.key)).
+		Commit()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("naming: delete %s: %w", r.key, err))
+	}
+	if _, err := r.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		errs = append(errs, fmt.Errorf("naming: revoke lease %x of %s: %w", int64(lease), r.key, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.log.Info("deregistered", "lease_id", int64(lease))
+	return nil
+}

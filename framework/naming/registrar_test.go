@@ -1,0 +1,229 @@
+package naming_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+func TestNewRegistrarRefusesInvalidInput(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	big := strings.Repeat("x", naming.MaxRecordBytes)
+	for _, tc := range []struct {
+		name string
+		inst naming.Instance
+		opts []naming.RegistrarOption
+	}{
+		{"empty service", naming.Instance{Service: "", Addr: "127.0.0.1:1"}, nil},
+		{"service with slash", naming.Instance{Service: "a/b", Addr: "127.0.0.1:1"}, nil},
+		{"service with space", naming.Instance{Service: "my svc", Addr: "127.0.0.1:1"}, nil},
+		{"address without port", naming.Instance{Service: "svc", Addr: "127.0.0.1"}, nil},
+		{"address port zero", naming.Instance{Service: "svc", Addr: "127.0.0.1:0"}, nil},
+		{"address port too big", naming.Instance{Service: "svc", Addr: "127.0.0.1:70000"}, nil},
+		{"unspecified address", naming.Instance{Service: "svc", Addr: "0.0.0.0:80"}, nil},
+		{"empty host", naming.Instance{Service: "svc", Addr: ":80"}, nil},
+		{"metadata too large", naming.Instance{Service: "svc", Addr: "127.0.0.1:1",
+			Metadata: naming.Metadata{Labels: map[string]string{"note": big}}}, nil},
+		{"secret-looking label", naming.Instance{Service: "svc", Addr: "127.0.0.1:1",
+			Metadata: naming.Metadata{Labels: map[string]string{"db_password": "x"}}}, nil},
+		{"prefix without slash", naming.Instance{Service: "svc", Addr: "127.0.0.1:1"},
+			[]naming.RegistrarOption{naming.WithPrefix("services")}},
+		{"ttl below 1s", naming.Instance{Service: "svc", Addr: "127.0.0.1:1"},
+			[]naming.RegistrarOption{naming.WithTTL(500 * time.Millisecond)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := naming.NewRegistrar(cli, tc.inst, tc.opts...)
+			if err == nil {
+				t.Fatal("have nil error, want one")
+			}
+			if !errors.Is(err, naming.ErrInvalid) {
+				t.Fatalf("have %v, want an error wrapping ErrInvalid", err)
+			}
+		})
+	}
+	if n := keyCount(t, cli, ""); n != 0 {
+		t.Fatalf("refused registrations wrote %d keys", n)
+	}
+}
+
+func TestRegisterWritesEtcdRecordAndDeregisterRemovesIt(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	r, err := naming.NewRegistrar(cli, naming.Instance{Service: "svc", Addr: "127.0.0.1:5000",
+		Metadata: naming.Metadata{Version: "1.2.3", Weight: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Register(ctx); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	resp, err := cli.Get(ctx, "services/svc/127.0.0.1:5000")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get record: %v, %d kvs", err, len(resp.Kvs))
+	}
+	have := string(resp.Kvs[0].Value)
+	for _, want := range []string{`"Op":0`, `"Addr":"127.0.0.1:5000"`, `"version":"1.2.3"`, `"weight":5`} {
+		if !strings.Contains(have, want) {
+			t.Errorf("record %s lacks %s", have, want)
+		}
+	}
+	if resp.Kvs[0].Lease == 0 {
+		t.Error("record has no lease")
+	}
+	if st := r.Status(); st.State != naming.StateRegistered || st.Registrations != 1 {
+		t.Errorf("status after register: %+v", st)
+	}
+	if err := r.Register(ctx); err == nil {
+		t.Error("second Register: have nil error, want one")
+	}
+	if err := r.Deregister(ctx); err != nil {
+		t.Fatalf("deregister: %v", err)
+	}
+	if n := keyCount(t, cli, "services/"); n != 0 {
+		t.Fatalf("after deregister: %d keys left", n)
+	}
+	if _, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatalf("ttl: %v", err)
+	}
+	if st := r.Status(); st.State != naming.StateStopped {
+		t.Errorf("state after deregister: have %s, want stopped", st.State)
+	}
+	if err := r.Deregister(ctx); err != nil {
+		t.Errorf("second deregister: %v", err)
+	}
+}
+
+func TestRegisterFailsClearlyWhenEtcdIsUnreachable(t *testing.T) {
+	cli := newClient(t, []string{"127.0.0.1:1"}, nil)
+	r, err := naming.NewRegistrar(cli, naming.Instance{Service: "svc", Addr: "127.0.0.1:5000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = r.Register(ctx)
+	if err == nil {
+		t.Fatal("register against no etcd: have nil error")
+	}
+	if !strings.Contains(err.Error(), "services/svc/127.0.0.1:5000") {
+		t.Errorf("error %q does not name the key", err)
+	}
+}
+
+func TestProcessDeathLetsRecordExpireAfterTTL(t *testing.T) {
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	// The dying "process" has its own client, closed abruptly.
+	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := naming.NewRegistrar(cli, naming.Instance{Service: "svc", Addr: "127.0.0.1:5001"}, naming.WithTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.Close()
+	<-r.Done()
+	if n := keyCount(t, admin, "services/svc/"); n != 1 {
+		t.Fatalf("right after the client closed: have %d keys, want 1 (the lease lives until its TTL)", n)
+	}
+	took := eventually(t, 10*time.Second, "record expired", func() bool { return keyCount(t, admin, "services/svc/") == 0 })
+	t.Logf("record gone %s after the client closed (TTL 2s)", took.Round(time.Millisecond))
+}
+
+func TestRecordIsBackAfterOutsideInterference(t *testing.T) {
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	for _, tc := range []struct {
+		name   string
+		meddle func(ctx context.Context, r *naming.Registrar) error
+	}{
+		{"lease revoked", func(ctx context.Context, r *naming.Registrar) error {
+			_, err := admin.Revoke(ctx, r.Status().LeaseID)
+			return err
+		}},
+		{"key deleted", func(ctx context.Context, r *naming.Registrar) error {
+			_, err := admin.Delete(ctx, r.Key())
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cli := c.Client(t)
+			r := register(t, cli, "meddle", "127.0.0.1:6000", naming.WithTTL(5*time.Second))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			before := r.Status()
+			if err := tc.meddle(ctx, r); err != nil {
+				t.Fatalf("meddle: %v", err)
+			}
+			took := eventually(t, 2*time.Second, "record back", func() bool {
+				st := r.Status()
+				if st.State != naming.StateRegistered || st.Registrations < 2 {
+					return false
+				}
+				resp, err := admin.Get(ctx, r.Key())
+				return err == nil && len(resp.Kvs) == 1 && clientv3.LeaseID(resp.Kvs[0].Lease) == st.LeaseID
+			})
+			after := r.Status()
+			if after.LeaseID == before.LeaseID {
+				t.Errorf("lease unchanged after %s", tc.name)
+			}
+			if after.Losses < 1 {
+				t.Errorf("losses: have %d, want ≥ 1", after.Losses)
+			}
+			t.Logf("%s: record back in %s", tc.name, took.Round(time.Millisecond))
+		})
+	}
+}
+
+func TestEtcdReplacedByEmptyOneEveryInstanceRegistersAgain(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	var rs []*naming.Registrar
+	for _, addr := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"} {
+		rs = append(rs, register(t, cli, "wiped", addr, naming.WithTTL(2*time.Second)))
+	}
+	if err := c.Wipe(); err != nil {
+		t.Fatalf("wipe: %v", err)
+	}
+	took := eventually(t, 30*time.Second, "every instance registered again", func() bool {
+		for _, r := range rs {
+			if st := r.Status(); st.State != naming.StateRegistered || st.Registrations < 2 {
+				return false
+			}
+		}
+		return keyCount(t, cli, "services/wiped/") == 3
+	})
+	t.Logf("3 instances registered again %s after etcd lost its data", took.Round(time.Millisecond))
+}
+
+func TestKeepaliveResponsesAreConsumed(t *testing.T) {
+	c := etcdtest.Start(t)
+	l, logs := newLogger(t)
+	cli := newClient(t, c.Endpoints(), l)
+	r := register(t, cli, "ka", "127.0.0.1:7100", naming.WithTTL(time.Second), naming.WithLogger(l))
+	// etcd's client warns once 16 responses are left unread; a 1s TTL sends
+	// about three a second.
+	eventually(t, 30*time.Second, "20 keepalives", func() bool { return r.Status().KeepAlives >= 20 })
+	if n := logs.Count("keepalive response queue is full"); n != 0 {
+		t.Fatalf("keepalive warning logged %d times:\n%s", n, logs)
+	}
+	if st := r.Status(); st.Losses != 0 {
+		t.Fatalf("losses on a healthy etcd: %d", st.Losses)
+	}
+}

@@ -1,0 +1,558 @@
+package naming
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/resolver"
+)
+
+// Scheme is the URI scheme the Builder resolves: etcd:///<prefix><service>.
+const Scheme = "etcd"
+
+// listPage is how many keys one list request reads; larger sets are read
+// in pages at one revision.
+const listPage = 5000
+
+// ResolverOption configures a Builder.
+type ResolverOption func(*resolverOptions)
+
+type resolverOptions struct {
+	logger   *slog.Logger
+	coalesce time.Duration
+	backoff  Backoff
+	resync   time.Duration
+}
+
+// WithResolverLogger sets the logger; default slog.Default().
+func WithResolverLogger(l *slog.Logger) ResolverOption {
+	return func(o *resolverOptions) { o.logger = l }
+}
+
+// WithCoalesce sets the shortest time between two updates pushed to gRPC: a
+// burst of watch events within it becomes one update. Default 20ms; 0 pushes
+// every watch response.
+func WithCoalesce(d time.Duration) ResolverOption {
+	return func(o *resolverOptions) { o.coalesce = d }
+}
+
+// WithResolverBackoff sets the backoff between failed lists; default 100ms
+// to 2s.
+func WithResolverBackoff(b Backoff) ResolverOption {
+	return func(o *resolverOptions) { o.backoff = b }
+}
+
+// WithResync sets how often the watch checks that etcd's revision has not
+// gone back (etcd replaced by an empty one), which a watch cannot see.
+// Default 10s; 0 disables the check.
+func WithResync(d time.Duration) ResolverOption {
+	return func(o *resolverOptions) { o.resync = d }
+}
+
+// WatchStatus describes the etcd watch behind a service's resolvers, so that
+// operators can see a resolver serving from a stale list.
+type WatchStatus struct {
+	// Target is the watched key prefix, e.g. "services/fileserver/".
+	Target string
+	// Endpoints is the number of endpoints in the last update.
+	Endpoints int
+	// Skipped is the number of keys under the prefix skipped as malformed.
+	Skipped int
+	// Revision is the etcd revision the list reflects.
+	Revision int64
+	// LastSync is when etcd last answered the list or the watch.
+	LastSync time.Time
+	// StaleSince is when the watch last failed and has not recovered since;
+	// zero while it is healthy.
+	StaleSince time.Time
+	// Lists counts full lists, the first one included.
+	Lists int64
+	// Rewatches counts watches started again after a failure, close or
+	// compaction.
+	Rewatches int64
+	// Updates counts updates pushed to gRPC.
+	Updates int64
+	// Resolvers is the number of gRPC resolvers sharing the watch.
+	Resolvers int
+	// LastError is the last error, nil once recovered.
+	LastError error
+}
+
+// Builder builds resolvers for etcd:///<prefix><service> targets. Resolvers
+// of the same target share one etcd watch. Pass it per connection with
+// grpc.WithResolvers.
+type Builder struct {
+	cli  *clientv3.Client
+	opts resolverOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	watches map[string]*watch
+}
+
+var _ resolver.Builder = (*Builder)(nil)
+
+// NewBuilder returns a Builder that reads etcd through cli.
+func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
+	o := resolverOptions{
+		logger:   slog.Default(),
+		coalesce: 20 * time.Millisecond,
+		backoff:  defaultBackoff,
+		resync:   10 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Builder{
+		cli:     cli,
+		opts:    o,
+		log:     o.logger.With("component", "resolver"),
+		watches: make(map[string]*watch),
+	}
+}
+
+// Scheme returns "etcd".
+func (b *Builder) Scheme() string { return Scheme }
+
+// Build starts (or joins) the watch of the target's service.
+func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	path := target.URL.Path
+	if path == "" {
+		path = target.URL.Opaque
+	}
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return nil, fmt.Errorf("naming: target %q names no service: %w", target.URL.String(), ErrInvalid)
+	}
+	prefix := path + "/"
+
+	b.mu.Lock()
+	w, ok := b.watches[prefix]
+	if !ok {
+		w = b.newWatch(prefix)
+		b.watches[prefix] = w
+	}
+	r := &etcdResolver{w: w, cc: cc, notify: make(chan struct{}, 1)}
+	w.mu.Lock()
+	w.subs[r] = struct{}{}
+	w.mu.Unlock()
+	b.mu.Unlock()
+
+	var ctx context.Context
+	ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Add(1)
+	go r.run(ctx)
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+	return r, nil
+}
+
+// Status returns the status of the watch of target, e.g.
+// "services/fileserver", and whether such a watch runs.
+func (b *Builder) Status(target string) (WatchStatus, bool) {
+	prefix := strings.Trim(target, "/") + "/"
+	b.mu.Lock()
+	w, ok := b.watches[prefix]
+	b.mu.Unlock()
+	if !ok {
+		return WatchStatus{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.status
+	st.Resolvers = len(w.subs)
+	return st, true
+}
+
+// release drops r from its watch and stops the watch when r was its last
+// resolver.
+func (b *Builder) release(r *etcdResolver) {
+	w := r.w
+	b.mu.Lock()
+	w.mu.Lock()
+	delete(w.subs, r)
+	last := len(w.subs) == 0
+	w.mu.Unlock()
+	if last && b.watches[w.prefix] == w {
+		delete(b.watches, w.prefix)
+	}
+	b.mu.Unlock()
+	if last {
+		w.cancel()
+		w.wg.Wait()
+	}
+}
+
+// snapshot is what the watch last published.
+type snapshot struct {
+	version int64
+	state   resolver.State
+	err     error // set while no state was ever published
+}
+
+// watch lists and watches one prefix and publishes to its resolvers.
+type watch struct {
+	b      *Builder
+	prefix string
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	subs   map[*etcdResolver]struct{}
+	snap   snapshot
+	status WatchStatus
+
+	// Owned by the run goroutine.
+	entries   map[string]resolver.Endpoint
+	bad       map[string]struct{}
+	rev       int64
+	clusterID uint64
+	published bool
+}
+
+func (b *Builder) newWatch(prefix string) *watch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watch{
+		b:       b,
+		prefix:  prefix,
+		log:     b.log.With("target", prefix),
+		cancel:  cancel,
+		subs:    make(map[*etcdResolver]struct{}),
+		entries: make(map[string]resolver.Endpoint),
+		bad:     make(map[string]struct{}),
+	}
+	w.status.Target = prefix
+	w.wg.Add(1)
+	go w.run(ctx)
+	return w
+}
+
+// errRewound says etcd's revision went back or its cluster changed.
+var errRewound = errors.New("etcd revision went back or cluster changed (data lost?)")
+
+func (w *watch) run(ctx context.Context) {
+	defer w.wg.Done()
+	fails := 0
+	for ctx.Err() == nil {
+		if err := w.list(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.fail(err)
+			if fails == 0 || fails%10 == 0 {
+				w.log.Warn("list failed; keeping the last known endpoints", "err", err, "attempt", fails+1)
+			}
+			if !sleep(ctx, w.b.opts.backoff.Delay(fails)) {
+				return
+			}
+			fails++
+			continue
+		}
+		fails = 0
+		err := w.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.mu.Lock()
+		w.status.Rewatches++
+		w.mu.Unlock()
+		if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, errRewound) {
+			w.log.Info("listing again", "reason", err)
+			continue
+		}
+		w.fail(err)
+		w.log.Warn("watch failed; listing again", "err", err)
+		if !sleep(ctx, w.b.opts.backoff.Delay(0)) {
+			return
+		}
+	}
+}
+
+func (w *watch) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.LastError = err
+	if w.status.StaleSince.IsZero() {
+		w.status.StaleSince = time.Now()
+	}
+	if !w.published {
+		w.snap.version++
+		w.snap.err = fmt.Errorf("naming: resolve %s: %w", w.prefix, err)
+		w.notifyLocked()
+	}
+}
+
+func (w *watch) synced(rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.LastSync = time.Now()
+	w.status.StaleSince = time.Time{}
+	w.status.LastError = nil
+	if rev > w.status.Revision {
+		w.status.Revision = rev
+	}
+}
+
+// list reads every key under the prefix at one revision, replaces the
+// entries and publishes them.
+func (w *watch) list(ctx context.Context) error {
+	end := clientv3.GetPrefixRangeEnd(w.prefix)
+	key := w.prefix
+	var rev int64
+	var clusterID uint64
+	entries := make(map[string]resolver.Endpoint, len(w.entries))
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := w.b.cli.Get(ctx, key, opts...)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", w.prefix, err)
+		}
+		if rev == 0 {
+			rev, clusterID = resp.Header.Revision, resp.Header.ClusterId
+		}
+		for _, kv := range resp.Kvs {
+			w.apply(entries, kv)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	for k := range w.bad {
+		if _, ok := entries[k]; ok {
+			delete(w.bad, k)
+		}
+	}
+	w.entries, w.rev, w.clusterID = entries, rev, clusterID
+	w.mu.Lock()
+	w.status.Lists++
+	w.mu.Unlock()
+	w.synced(rev)
+	w.publish()
+	return nil
+}
+
+// apply puts the endpoint of kv into entries, or removes its key when its
+// value is not a record.
+func (w *watch) apply(entries map[string]resolver.Endpoint, kv *mvccpb.KeyValue) {
+	k := string(kv.Key)
+	rec, err := DecodeRecord(kv.Value)
+	if err != nil {
+		delete(entries, k)
+		if _, seen := w.bad[k]; !seen {
+			w.bad[k] = struct{}{}
+			w.log.Warn("skip record", "key", k, "err", err)
+		}
+		return
+	}
+	delete(w.bad, k)
+	entries[k] = endpointOf(rec)
+}
+
+// watch follows changes from the listed revision until the watch fails.
+func (w *watch) watch(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := w.b.cli.Watch(clientv3.WithRequireLeader(wctx), w.prefix,
+		clientv3.WithPrefix(), clientv3.WithRev(w.rev+1), clientv3.WithProgressNotify())
+
+	var resync <-chan time.Time
+	if w.b.opts.resync > 0 {
+		t := time.NewTicker(w.b.opts.resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	var pending <-chan time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	last := time.Now()
+	dirty := false
+	flush := func() {
+		if dirty {
+			w.publish()
+			dirty, last = false, time.Now()
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-pending:
+			pending = nil
+			flush()
+		case <-resync:
+			if err := w.checkRewound(ctx); err != nil {
+				flush()
+				return err
+			}
+		case wr, ok := <-wch:
+			if !ok {
+				flush()
+				return errors.New("watch channel closed")
+			}
+			if wr.CompactRevision != 0 {
+				flush()
+				return fmt.Errorf("watch at %d: %w", w.rev+1, rpctypes.ErrCompacted)
+			}
+			if err := wr.Err(); err != nil {
+				flush()
+				return fmt.Errorf("watch: %w", err)
+			}
+			if wr.Canceled {
+				flush()
+				return errors.New("watch cancelled by the server")
+			}
+			for _, ev := range wr.Events {
+				switch ev.Type {
+				case mvccpb.PUT:
+					w.apply(w.entries, ev.Kv)
+				case mvccpb.DELETE:
+					k := string(ev.Kv.Key)
+					delete(w.entries, k)
+					delete(w.bad, k)
+				}
+				dirty = true
+			}
+			if wr.Header.Revision > w.rev {
+				w.rev = wr.Header.Revision
+			}
+			w.synced(w.rev)
+			if !dirty || pending != nil {
+				continue
+			}
+			if wait := w.b.opts.coalesce - time.Since(last); wait > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				pending = timer.C
+				continue
+			}
+			flush()
+		}
+	}
+}
+
+// checkRewound asks etcd for its revision and cluster and reports
+// errRewound when the revision is below what was seen or the cluster
+// changed: a watch on a replaced etcd waits forever for a revision that the
+// new one reaches only much later.
+func (w *watch) checkRewound(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := w.b.cli.Get(cctx, w.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return nil // The watch reports outages itself.
+	}
+	if resp.Header.Revision < w.rev || resp.Header.ClusterId != w.clusterID {
+		return errRewound
+	}
+	return nil
+}
+
+// publish sorts the entries by address into a new state and wakes every
+// resolver.
+func (w *watch) publish() {
+	eps := make([]resolver.Endpoint, 0, len(w.entries))
+	for _, ep := range w.entries {
+		eps = append(eps, ep)
+	}
+	slices.SortFunc(eps, func(a, b resolver.Endpoint) int {
+		return cmp.Compare(a.Addresses[0].Addr, b.Addresses[0].Addr)
+	})
+	// Two keys may carry one address; keep the first.
+	eps = slices.CompactFunc(eps, func(a, b resolver.Endpoint) bool {
+		return a.Addresses[0].Addr == b.Addresses[0].Addr
+	})
+	addrs := make([]resolver.Address, len(eps))
+	for i, ep := range eps {
+		addrs[i] = ep.Addresses[0]
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.published = true
+	w.snap = snapshot{version: w.snap.version + 1, state: resolver.State{Endpoints: eps, Addresses: addrs}}
+	w.status.Endpoints = len(eps)
+	w.status.Skipped = len(w.bad)
+	w.status.Updates++
+	w.notifyLocked()
+}
+
+func (w *watch) notifyLocked() {
+	for r := range w.subs {
+		select {
+		case r.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// etcdResolver hands its watch's snapshots to one gRPC ClientConn.
+type etcdResolver struct {
+	w      *watch
+	cc     resolver.ClientConn
+	notify chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+func (r *etcdResolver) run(ctx context.Context) {
+	defer r.wg.Done()
+	var sent int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.notify:
+		}
+		r.w.mu.Lock()
+		snap := r.w.snap
+		r.w.mu.Unlock()
+		if snap.version == sent {
+			continue
+		}
+		sent = snap.version
+		switch {
+		case snap.err != nil:
+			r.cc.ReportError(snap.err)
+		case snap.version > 0:
+			// An error means the balancer rejected the state (e.g. no
+			// endpoints); the next change is pushed anyway.
+			_ = r.cc.UpdateState(snap.state)
+		}
+	}
+}
+
+// ResolveNow does nothing: the watch pushes every change.
+func (r *etcdResolver) ResolveNow(resolver.ResolveNowOptions) {}
+
+// Close stops this resolver and, if it was the last of its watch, the watch.
+func (r *etcdResolver) Close() {
+	r.once.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		r.w.b.release(r)
+	})
+}
