@@ -3,6 +3,7 @@ package naming_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,9 @@ func TestEtcdReplacedByEmptyOneEveryInstanceRegistersAgain(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"} {
 		rs = append(rs, register(t, cli, "wiped", addr, naming.WithTTL(2*time.Second)))
 	}
+	b := naming.NewBuilder(cli, naming.WithResync(200*time.Millisecond))
+	rec := watchTarget(t, b, "etcd:///services/wiped")
+	eventually(t, 10*time.Second, "3 endpoints resolved", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 3 })
 	if err := c.Wipe(); err != nil {
 		t.Fatalf("wipe: %v", err)
 	}
@@ -210,6 +214,17 @@ func TestEtcdReplacedByEmptyOneEveryInstanceRegistersAgain(t *testing.T) {
 		return keyCount(t, cli, "services/wiped/") == 3
 	})
 	t.Logf("3 instances registered again %s after etcd lost its data", took.Round(time.Millisecond))
+
+	// The new etcd's revisions start again from 1: a watch left at the old
+	// revision would never see a new instance. The resolver notices.
+	register(t, cli, "wiped", "127.0.0.1:7004")
+	eventually(t, 10*time.Second, "instance registered after the wipe resolved", func() bool {
+		s, _ := rec.last()
+		return slices.Contains(addrsOf(s), "127.0.0.1:7004")
+	})
+	if st, _ := b.Status("services/wiped"); st.Lists < 2 {
+		t.Errorf("resolver did not list again after the wipe: %+v", st)
+	}
 }
 
 func TestKeepaliveResponsesAreConsumed(t *testing.T) {
