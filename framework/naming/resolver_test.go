@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 )
@@ -99,14 +98,14 @@ func TestResolverSkipsMalformedRecordsOncePerKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	garbage := map[string]string{
-		"services/messy/not-json":       "not json at all",
-		"services/messy/wrong-types":    `{"Op":0,"Addr":"127.0.0.1:9101","Metadata":{"weight":"heavy"}}`,
-		"services/messy/no-addr":        `{"Op":0,"Addr":""}`,
-		"services/messy/bad-addr":       `{"Op":0,"Addr":"127.0.0.1"}`,
-		"services/messy/delete-op":      `{"Op":1,"Addr":"127.0.0.1:9102"}`,
-		"services/messy/huge":           `{"Op":0,"Addr":"127.0.0.1:9103","Metadata":{"zone":"` + strings.Repeat("z", 1<<20) + `"}}`,
+		"services/messy/not-json":        "not json at all",
+		"services/messy/wrong-types":     `{"Op":0,"Addr":"127.0.0.1:9101","Metadata":{"weight":"heavy"}}`,
+		"services/messy/no-addr":         `{"Op":0,"Addr":""}`,
+		"services/messy/bad-addr":        `{"Op":0,"Addr":"127.0.0.1"}`,
+		"services/messy/delete-op":       `{"Op":1,"Addr":"127.0.0.1:9102"}`,
+		"services/messy/huge":            `{"Op":0,"Addr":"127.0.0.1:9103","Metadata":{"zone":"` + strings.Repeat("z", 1<<20) + `"}}`,
 		"services/messy-admin/127.0.0.1": `{"Op":0,"Addr":"127.0.0.1:9104"}`,
-		"services/messyother":           `{"Op":0,"Addr":"127.0.0.1:9105"}`,
+		"services/messyother":            `{"Op":0,"Addr":"127.0.0.1:9105"}`,
 	}
 	for k, v := range garbage {
 		if _, err := cli.Put(ctx, k, v); err != nil {
