@@ -18,7 +18,7 @@
 //     Builder and a new ClientConn each iteration) from grpc.NewClient and
 //     Connect until its balancer holds a resolver state with N endpoints. A
 //     tiny balancer ("bench_counter") observes the state, so nothing dials the
-//     fake addresses. Reports ms-median.
+//     fake addresses. Reports ms-median and ms-p90.
 //
 //   - BenchmarkBareGRPCHealthCheck and BenchmarkResolvedHealthCheck/{svckit,
 //     etcd}: the steady-state cost of a unary health Check RPC over a

@@ -13,11 +13,8 @@ const (
 	AttrWeight = "svckit.weight"
 	// AttrZone holds the instance zone as a string.
 	AttrZone = "svckit.zone"
-	// AttrVersion holds the instance version as a string.
-	AttrVersion = "svckit.version"
-	// AttrInstanceID holds the instance id as a string.
-	AttrInstanceID = "svckit.instance_id"
-	// AttrMetadata holds the whole Metadata (which implements Equal).
+	// AttrMetadata holds the whole Metadata (which implements Equal):
+	// version, instance id, services, labels. Read it with MetadataOf.
 	AttrMetadata = "svckit.metadata"
 )
 
@@ -27,10 +24,9 @@ func endpointOf(r Record) resolver.Endpoint {
 	if w == 0 {
 		w = 1
 	}
+	// Each WithValue copies the map: keep the set small.
 	a := attributes.New(AttrWeight, w).
 		WithValue(AttrZone, r.Metadata.Zone).
-		WithValue(AttrVersion, r.Metadata.Version).
-		WithValue(AttrInstanceID, r.Metadata.InstanceID).
 		WithValue(AttrMetadata, r.Metadata)
 	return resolver.Endpoint{Addresses: []resolver.Address{{Addr: r.Addr}}, Attributes: a}
 }

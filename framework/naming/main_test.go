@@ -210,7 +210,7 @@ func watchTarget(t *testing.T, b resolver.Builder, target string) *recorder {
 		t.Fatalf("dial %s: %v", target, err)
 	}
 	cc.Connect()
-	t.Cleanup(func() { _ = cc.Close() })
+	t.Cleanup(func() { _ = cc.Close(); recorders.Delete(target) })
 	r, _ := recorders.LoadOrStore(target, &recorder{})
 	return r.(*recorder)
 }

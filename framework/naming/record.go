@@ -79,6 +79,13 @@ type wireRecord struct {
 	Metadata json.RawMessage `json:",omitempty"`
 }
 
+// fastRecord decodes a record whose metadata is an object in one pass.
+type fastRecord struct {
+	Op       uint8
+	Addr     string
+	Metadata Metadata
+}
+
 // Key returns the etcd key of an instance of service at addr.
 func Key(prefix, service, addr string) string {
 	return prefix + service + "/" + addr
@@ -114,6 +121,21 @@ func (r Record) Encode() ([]byte, error) {
 func DecodeRecord(value []byte) (Record, error) {
 	if len(value) > MaxRecordBytes {
 		return Record{}, fmt.Errorf("naming: record of %d bytes exceeds %d: %w", len(value), MaxRecordBytes, ErrInvalid)
+	}
+	// Fast path: one pass for a record whose metadata is an object (or
+	// absent), as svckit writes it.
+	var f fastRecord
+	if err := json.Unmarshal(value, &f); err == nil {
+		if f.Op != 0 {
+			return Record{}, fmt.Errorf("naming: record op %d is not Add: %w", f.Op, ErrInvalid)
+		}
+		if err := ValidateAddr(f.Addr); err != nil {
+			return Record{}, err
+		}
+		if f.Metadata.Weight > maxWeight {
+			return Record{}, fmt.Errorf("naming: record weight %d exceeds %d: %w", f.Metadata.Weight, maxWeight, ErrInvalid)
+		}
+		return Record{Addr: f.Addr, Metadata: f.Metadata}, nil
 	}
 	var w wireRecord
 	if err := json.Unmarshal(value, &w); err != nil {

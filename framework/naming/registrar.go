@@ -262,11 +262,6 @@ func (r *Registrar) keep(ctx context.Context) {
 		r.status.Losses++
 		r.mu.Unlock()
 		r.log.Warn("registration lost; registering again", "lease_id", int64(old), "reason", reason)
-		// The old lease may still live (key deleted by someone else): revoke
-		// it so that it holds nothing.
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _ = r.cli.Revoke(rctx, old)
-		cancel()
 
 		for attempt := 0; ; attempt++ {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -286,6 +281,13 @@ func (r *Registrar) keep(ctx context.Context) {
 				return
 			}
 		}
+		// The old lease may still live (etcd was away less than the TTL on
+		// the server's clock, or the key was deleted by someone else).
+		// Revoke it only now that the key is under the new lease: revoking
+		// it first would delete the key and make clients drop the instance.
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = r.cli.Revoke(rctx, old)
+		cancel()
 		st := r.Status()
 		r.log.Warn("registered again", "lease_id", int64(st.LeaseID), "registrations", st.Registrations)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ const Scheme = "etcd"
 
 // listPage is how many keys one list request reads; larger sets are read
 // in pages at one revision.
-const listPage = 5000
+const listPage = 10000
 
 // ResolverOption configures a Builder.
 type ResolverOption func(*resolverOptions)
@@ -32,6 +33,7 @@ type resolverOptions struct {
 	coalesce time.Duration
 	backoff  Backoff
 	resync   time.Duration
+	hold     time.Duration
 }
 
 // WithResolverLogger sets the logger; default slog.Default().
@@ -57,6 +59,15 @@ func WithResolverBackoff(b Backoff) ResolverOption {
 // Default 10s; 0 disables the check.
 func WithResync(d time.Duration) ResolverOption {
 	return func(o *resolverOptions) { o.resync = d }
+}
+
+// WithHold sets how long the resolver keeps its last endpoints when the
+// first list after an etcd outage is empty: instances whose leases expired
+// during the outage are still serving and register again within a few
+// seconds of etcd's return. Default 5s; 0 publishes the empty list at once.
+// Deletions seen by a healthy watch are always published at once.
+func WithHold(d time.Duration) ResolverOption {
+	return func(o *resolverOptions) { o.hold = d }
 }
 
 // WatchStatus describes the etcd watch behind a service's resolvers, so that
@@ -109,6 +120,7 @@ func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
 		coalesce: 20 * time.Millisecond,
 		backoff:  defaultBackoff,
 		resync:   10 * time.Second,
+		hold:     5 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -216,11 +228,14 @@ type watch struct {
 	status WatchStatus
 
 	// Owned by the run goroutine.
-	entries   map[string]resolver.Endpoint
-	bad       map[string]struct{}
-	rev       int64
-	clusterID uint64
-	published bool
+	entries    map[string]resolver.Endpoint
+	bad        map[string]struct{}
+	rev        int64
+	clusterID  uint64
+	published  bool
+	recovering bool                         // the next list follows a failure
+	held       map[string]resolver.Endpoint // endpoints kept through an empty list
+	heldUntil  time.Time
 }
 
 func (b *Builder) newWatch(prefix string) *watch {
@@ -255,6 +270,7 @@ func (w *watch) run(ctx context.Context) {
 			if fails == 0 || fails%10 == 0 {
 				w.log.Warn("list failed; keeping the last known endpoints", "err", err, "attempt", fails+1)
 			}
+			w.recovering = true
 			if !sleep(ctx, w.b.opts.backoff.Delay(fails)) {
 				return
 			}
@@ -262,6 +278,7 @@ func (w *watch) run(ctx context.Context) {
 			continue
 		}
 		fails = 0
+		w.recovering = false
 		err := w.watch(ctx)
 		if ctx.Err() != nil {
 			return
@@ -269,6 +286,8 @@ func (w *watch) run(ctx context.Context) {
 		w.mu.Lock()
 		w.status.Rewatches++
 		w.mu.Unlock()
+		// Every list after the first follows a gap in what the watch saw.
+		w.recovering = true
 		if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, errRewound) {
 			w.log.Info("listing again", "reason", err)
 			continue
@@ -326,8 +345,8 @@ func (w *watch) list(ctx context.Context) error {
 		if rev == 0 {
 			rev, clusterID = resp.Header.Revision, resp.Header.ClusterId
 		}
-		for _, kv := range resp.Kvs {
-			w.apply(entries, kv)
+		for i, d := range decodeAll(resp.Kvs) {
+			w.applyDecoded(entries, string(resp.Kvs[i].Key), d)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
@@ -339,6 +358,11 @@ func (w *watch) list(ctx context.Context) error {
 			delete(w.bad, k)
 		}
 	}
+	if len(entries) == 0 && len(w.entries) > 0 && w.recovering && w.b.opts.hold > 0 {
+		w.held, w.heldUntil = w.entries, time.Now().Add(w.b.opts.hold)
+		w.log.Warn("no endpoints after an etcd outage; keeping the last known ones while instances register again",
+			"endpoints", len(w.entries), "hold", w.b.opts.hold)
+	}
 	w.entries, w.rev, w.clusterID = entries, rev, clusterID
 	w.mu.Lock()
 	w.status.Lists++
@@ -348,21 +372,65 @@ func (w *watch) list(ctx context.Context) error {
 	return nil
 }
 
+// decoded is a record value decoded into its endpoint, or why it is not one.
+type decoded struct {
+	ep  resolver.Endpoint
+	err error
+}
+
+func decode(value []byte) decoded {
+	rec, err := DecodeRecord(value)
+	if err != nil {
+		return decoded{err: err}
+	}
+	return decoded{ep: endpointOf(rec)}
+}
+
+// parallelDecode is the page size from which decoding is spread over the
+// CPUs: JSON decoding is most of the cost of a large list.
+const parallelDecode = 128
+
+// decodeAll decodes the values of kvs, in parallel for large pages.
+func decodeAll(kvs []*mvccpb.KeyValue) []decoded {
+	out := make([]decoded, len(kvs))
+	workers := min(runtime.GOMAXPROCS(0), 8, len(kvs)/parallelDecode)
+	if workers <= 1 {
+		for i, kv := range kvs {
+			out[i] = decode(kv.Value)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(kvs) + workers - 1) / workers
+	for lo := 0; lo < len(kvs); lo += chunk {
+		hi := min(lo+chunk, len(kvs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				out[i] = decode(kvs[i].Value)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // apply puts the endpoint of kv into entries, or removes its key when its
 // value is not a record.
 func (w *watch) apply(entries map[string]resolver.Endpoint, kv *mvccpb.KeyValue) {
-	k := string(kv.Key)
-	rec, err := DecodeRecord(kv.Value)
-	if err != nil {
+	w.applyDecoded(entries, string(kv.Key), decode(kv.Value))
+}
+
+func (w *watch) applyDecoded(entries map[string]resolver.Endpoint, k string, d decoded) {
+	if d.err != nil {
 		delete(entries, k)
 		if _, seen := w.bad[k]; !seen {
 			w.bad[k] = struct{}{}
-			w.log.Warn("skip record", "key", k, "err", err)
+			w.log.Warn("skip record", "key", k, "err", d.err)
 		}
 		return
 	}
 	delete(w.bad, k)
-	entries[k] = endpointOf(rec)
+	entries[k] = d.ep
 }
 
 // watch follows changes from the listed revision until the watch fails.
@@ -385,7 +453,15 @@ func (w *watch) watch(ctx context.Context) error {
 			timer.Stop()
 		}
 	}()
-	last := time.Now()
+	var holdC <-chan time.Time
+	if w.held != nil {
+		t := time.NewTimer(time.Until(w.heldUntil))
+		defer t.Stop()
+		holdC = t.C
+	}
+	// The list just published does not count against the window: the first
+	// change after it goes out at once.
+	var last time.Time
 	dirty := false
 	flush := func() {
 		if dirty {
@@ -399,6 +475,10 @@ func (w *watch) watch(ctx context.Context) error {
 			return ctx.Err()
 		case <-pending:
 			pending = nil
+			flush()
+		case <-holdC:
+			holdC = nil
+			dirty = true
 			flush()
 		case <-resync:
 			if err := w.checkRewound(ctx); err != nil {
@@ -474,8 +554,18 @@ func (w *watch) checkRewound(ctx context.Context) error {
 // publish sorts the entries by address into a new state and wakes every
 // resolver.
 func (w *watch) publish() {
-	eps := make([]resolver.Endpoint, 0, len(w.entries))
-	for _, ep := range w.entries {
+	src := w.entries
+	switch {
+	case len(src) > 0 || w.held == nil:
+		w.held = nil
+	case time.Now().Before(w.heldUntil):
+		src = w.held
+	default:
+		w.log.Warn("no instance registered again; dropping the kept endpoints", "endpoints", len(w.held))
+		w.held = nil
+	}
+	eps := make([]resolver.Endpoint, 0, len(src))
+	for _, ep := range src {
 		eps = append(eps, ep)
 	}
 	slices.SortFunc(eps, func(a, b resolver.Endpoint) int {

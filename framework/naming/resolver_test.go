@@ -331,3 +331,42 @@ func TestResolverRecoversFromCompaction(t *testing.T) {
 		t.Errorf("no list after compaction: lists %d → %d", before.Lists, after.Lists)
 	}
 }
+
+func TestResolverHoldsLastEndpointsThroughEmptyListAfterOutage(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := newClient(t, []string{p.Addr()}, nil)
+	r := register(t, admin, "hold", "127.0.0.1:9301")
+	const hold = time.Second
+	b := naming.NewBuilder(cli, naming.WithHold(hold),
+		naming.WithResolverBackoff(naming.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
+	rec := watchTarget(t, b, "etcd:///services/hold")
+	eventually(t, 10*time.Second, "first endpoint", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
+
+	// While the resolver is cut off, the instance's record goes and the
+	// history is compacted: the resolver must list again, and finds nothing.
+	p.Cut()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := admin.Put(ctx, fmt.Sprintf("other/%d", i), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Compact(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := b.Status("services/hold")
+	p.Heal()
+	eventually(t, 30*time.Second, "listed again", func() bool { st, _ := b.Status("services/hold"); return st.Lists > before.Lists })
+	if s, _ := rec.last(); len(s.Endpoints) != 1 {
+		t.Fatalf("empty list after the outage published at once: %v", addrsOf(s))
+	}
+	took := eventually(t, 10*time.Second, "kept endpoint dropped after the hold", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 0 })
+	t.Logf("kept endpoint dropped %s after the list (hold %s)", took.Round(time.Millisecond), hold)
+}

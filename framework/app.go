@@ -1,0 +1,398 @@
+package framework
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/svckit/svckit/framework/lifecycle"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+// App is a gRPC service that registers itself in etcd while it serves.
+type App struct {
+	name    string
+	cfg     Config
+	opts    options
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *prometheus.Registry
+
+	actors []actor
+
+	mu       sync.Mutex
+	reg      Registrar
+	addr     string
+	admin    string
+	started  chan struct{}
+	ran      bool
+	stopping atomic.Bool
+
+	srvMetricsInit func()
+}
+
+type actor struct {
+	name      string
+	execute   func() error
+	interrupt func(error)
+}
+
+// New returns an App for the service name. It validates the name, the
+// configuration and the options, and touches neither network nor etcd.
+func New(name string, opts ...Option) (*App, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := naming.ValidateService(name); err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if o.config != nil {
+		cfg = *o.config
+	} else {
+		cfg = DefaultConfig()
+		if err := cfg.ApplyEnv(nil); err != nil {
+			return nil, fmt.Errorf("framework: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	if o.tracerProvider == nil {
+		o.tracerProvider = otel.GetTracerProvider()
+	}
+	log := o.logger.With("service", name)
+	a := &App{
+		name:    name,
+		cfg:     cfg,
+		opts:    o,
+		log:     log,
+		health:  health.NewServer(),
+		metrics: prometheus.NewRegistry(),
+		started: make(chan struct{}),
+	}
+
+	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	unary := append([]grpc.UnaryServerInterceptor{
+		srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log),
+	}, o.unary...)
+	stream := append([]grpc.StreamServerInterceptor{
+		srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log),
+	}, o.stream...)
+	sopts := append([]grpc.ServerOption{
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracerProvider))),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxConcurrentStreams(o.maxStreams),
+		grpc.MaxRecvMsgSize(o.maxRecvMsgSize),
+		grpc.MaxSendMsgSize(o.maxSendMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}, o.serverOptions...)
+	a.grpc = grpc.NewServer(sopts...)
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+
+	a.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		srvMetrics,
+		newRegistrarCollector(a),
+	)
+	a.srvMetricsInit = func() { srvMetrics.InitializeMetrics(a.grpc) }
+	return a, nil
+}
+
+// GRPC returns the server to register handlers on before Run.
+func (a *App) GRPC() *grpc.Server { return a.grpc }
+
+// Name returns the service name.
+func (a *App) Name() string { return a.name }
+
+// Add adds an actor that runs beside the server and is interrupted after
+// the gRPC server has stopped, in the order added. Call it before Run.
+func (a *App) Add(name string, execute func() error, interrupt func(error)) {
+	a.actors = append(a.actors, actor{name, execute, interrupt})
+}
+
+// Started is closed once the App serves and its instance is registered.
+func (a *App) Started() <-chan struct{} { return a.started }
+
+// Addr returns the advertised gRPC address once listening, else "".
+func (a *App) Addr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addr
+}
+
+// AdminAddr returns the bound admin address once listening, else "".
+func (a *App) AdminAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.admin
+}
+
+// Ready reports whether the App serves, is registered, and is not stopping:
+// what /readyz answers.
+func (a *App) Ready() bool {
+	reg := a.registrar()
+	return reg != nil && !a.stopping.Load() && reg.Registered()
+}
+
+func (a *App) registrar() Registrar {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reg
+}
+
+// Run serves until ctx ends, a signal arrives, or a part fails, then stops
+// in order (see the package doc). It returns nil after a clean stop by
+// signal or context, and otherwise the first failure, naming the part,
+// joined with any failed cleanup. Run may be called once.
+func (a *App) Run(ctx context.Context) (err error) {
+	a.mu.Lock()
+	if a.ran {
+		a.mu.Unlock()
+		return errors.New("framework: Run called twice")
+	}
+	a.ran = true
+	a.mu.Unlock()
+
+	// Listen first: a bad address fails before anything is registered.
+	lis, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+	}
+	defer lis.Close()
+	var adminLis net.Listener
+	if a.cfg.Admin != "" {
+		adminLis, err = net.Listen("tcp", a.cfg.Admin)
+		if err != nil {
+			return fmt.Errorf("--admin %s: %w", a.cfg.Admin, err)
+		}
+		defer adminLis.Close()
+	}
+	addr := a.cfg.Advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+
+	cli := a.opts.etcdClient
+	var cleanups []error
+	if cli == nil && a.opts.registrar == nil {
+		cc := a.cfg.clientConfig()
+		cc.Logger = a.log
+		cli, err = naming.NewClient(cc)
+		if err != nil {
+			return fmt.Errorf("--etcd: %w", err)
+		}
+		defer func() {
+			if cerr := cli.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
+				err = errors.Join(err, fmt.Errorf("close etcd client: %w", cerr))
+			}
+		}()
+	}
+	reg, err := a.newRegistrar(cli, addr)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.reg, a.addr = reg, addr
+	if adminLis != nil {
+		a.admin = adminLis.Addr().String()
+	}
+	a.mu.Unlock()
+	a.srvMetricsInit()
+
+	// hard is cancelled by a second signal: every wait in the shutdown is
+	// bounded by it.
+	hard, hardStop := context.WithCancel(context.Background())
+	defer hardStop()
+
+	for name := range a.grpc.GetServiceInfo() {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	var g lifecycle.Group
+	if a.opts.signals {
+		h := lifecycle.NewSignalHandler()
+		defer h.Stop()
+		go func() {
+			select {
+			case <-h.Hard():
+				a.log.Warn("second signal: stopping now")
+				hardStop()
+			case <-hard.Done():
+			}
+		}()
+		g.Add("signals", h.Execute, h.Interrupt)
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add("context", func() error { <-ctx.Done(); return ctx.Err() }, func(error) { cancel() })
+	}
+
+	// Readiness: interrupted first, so /readyz and health fail before the
+	// record goes.
+	readyStop := make(chan struct{})
+	g.Add("readiness", func() error { <-readyStop; return nil }, func(error) {
+		a.stopping.Store(true)
+		a.health.Shutdown()
+		close(readyStop)
+	})
+
+	// Registration: after the listener is bound; removed before the drain.
+	// The actor deregisters and waits out the propagation delay before it
+	// returns, so the gRPC server is interrupted only after both.
+	// rctx ends only by the group's interrupt, never by ctx directly: the
+	// readiness actor must have been interrupted first.
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer rcancel()
+	g.Add("registrar", func() error {
+		tctx, cancel := context.WithTimeout(rctx, a.opts.registerTimeout)
+		err := reg.Register(tctx)
+		cancel()
+		if err != nil {
+			if rctx.Err() != nil {
+				return nil // stopped while registering; nothing was left
+			}
+			return fmt.Errorf("register %s at %s (--etcd %s): %w", a.name, addr, strings.Join(a.cfg.Etcd, ","), err)
+		}
+		a.log.Info("serving", "addr", addr, "admin", a.AdminAddr())
+		close(a.started)
+		var lost error
+		select {
+		case <-rctx.Done():
+		case <-reg.Done():
+			lost = errors.New("registrar stopped: etcd client closed")
+		}
+		dctx, cancel := context.WithTimeout(hard, a.cfg.ShutdownTimeout)
+		if err := reg.Deregister(dctx); err != nil {
+			cleanups = append(cleanups, fmt.Errorf("deregister: %w", err))
+		}
+		cancel()
+		if lost != nil {
+			return lost
+		}
+		t := time.NewTimer(a.opts.propagationDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-hard.Done():
+		}
+		return nil
+	}, func(error) { rcancel() })
+
+	g.Add("grpc", func() error {
+		return a.grpc.Serve(lis)
+	}, func(error) {
+		done := make(chan struct{})
+		go func() { a.grpc.GracefulStop(); close(done) }()
+		t := time.NewTimer(a.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			a.log.Warn("graceful stop timed out; closing connections", "timeout", a.cfg.ShutdownTimeout)
+		case <-hard.Done():
+		}
+		a.grpc.Stop()
+		<-done
+	})
+
+	if adminLis != nil {
+		srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Add("admin", func() error {
+			if err := srv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(hard, 2*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				_ = srv.Close()
+			}
+		})
+	}
+	for _, act := range a.actors {
+		g.Add(act.name, act.execute, act.interrupt)
+	}
+
+	runErr := g.Run()
+	if f, ok := a.opts.tracerProvider.(interface{ ForceFlush(context.Context) error }); ok {
+		fctx, cancel := context.WithTimeout(hard, 5*time.Second)
+		if err := f.ForceFlush(fctx); err != nil {
+			cleanups = append(cleanups, fmt.Errorf("flush traces: %w", err))
+		}
+		cancel()
+	}
+	if errors.Is(runErr, lifecycle.ErrSignal) || errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+		a.log.Info("stopped", "cause", runErr)
+		runErr = nil
+	}
+	return errors.Join(append([]error{runErr}, cleanups...)...)
+}
+
+// newRegistrar builds the registrar of this instance.
+func (a *App) newRegistrar(cli *clientv3.Client, addr string) (Registrar, error) {
+	md := a.opts.metadata
+	md.InstanceID = instanceID()
+	md.Version = a.opts.version
+	md.StartTime = time.Now().UTC().Truncate(time.Second)
+	for name := range a.grpc.GetServiceInfo() {
+		if name != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
+			md.Services = append(md.Services, name)
+		}
+	}
+	slices.Sort(md.Services)
+	inst := naming.Instance{Service: a.name, Addr: addr, Metadata: md}
+	if a.opts.registrar != nil {
+		return a.opts.registrar(inst)
+	}
+	r, err := naming.NewRegistrar(cli, inst,
+		naming.WithPrefix(a.cfg.Prefix),
+		naming.WithTTL(a.cfg.TTL),
+		naming.WithLogger(a.log),
+		naming.WithStopTimeout(a.cfg.ShutdownTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("framework: %w", err)
+	}
+	return etcdRegistrar{r}, nil
+}
+
+func instanceID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sinceSeconds(t time.Time) float64 { return time.Since(t).Seconds() }

@@ -1,0 +1,168 @@
+package framework_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+// probeRegistrar wraps the etcd registrar and, at the moment the App
+// deregisters, records what a client would see: readiness, health, and
+// whether the listener still accepts.
+type probeRegistrar struct {
+	*naming.Registrar
+	app     **framework.App
+	atStop  chan probe
+	checkCC func() (healthpb.HealthCheckResponse_ServingStatus, error)
+}
+
+type probe struct {
+	ready       bool
+	readyz      int
+	health      healthpb.HealthCheckResponse_ServingStatus
+	healthErr   error
+	listenerErr error
+}
+
+func (p *probeRegistrar) Registered() bool {
+	return p.Status().State == naming.StateRegistered
+}
+
+func (p *probeRegistrar) Deregister(ctx context.Context) error {
+	a := *p.app
+	var pr probe
+	pr.ready = a.Ready()
+	if resp, err := http.Get("http://" + a.AdminAddr() + "/readyz"); err == nil {
+		pr.readyz = resp.StatusCode
+		_ = resp.Body.Close()
+	}
+	pr.health, pr.healthErr = p.checkCC()
+	conn, err := net.DialTimeout("tcp", a.Addr(), time.Second)
+	pr.listenerErr = err
+	if err == nil {
+		_ = conn.Close()
+	}
+	p.atStop <- pr
+	return p.Registrar.Deregister(ctx)
+}
+
+func TestShutdownOrderInProcess(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	cfg.Admin = "127.0.0.1:0"
+	var app *framework.App
+	var cc *grpc.ClientConn
+	pr := &probeRegistrar{app: &app, atStop: make(chan probe, 1)}
+	pr.checkCC = func() (healthpb.HealthCheckResponse_ServingStatus, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		return resp.GetStatus(), err
+	}
+	app, err := framework.New("order",
+		framework.WithConfig(cfg),
+		framework.WithoutSignals(),
+		framework.WithPropagationDelay(0),
+		framework.WithRegistrar(func(inst naming.Instance) (framework.Registrar, error) {
+			r, err := naming.NewRegistrar(cli, inst)
+			pr.Registrar = r
+			return pr, err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started within 20s")
+	}
+	if !app.Ready() {
+		t.Fatal("not ready after Started")
+	}
+	cc, err = grpc.NewClient("passthrough:///"+app.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if st, err := pr.checkCC(); err != nil || st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health while serving: %v %v", st, err)
+	}
+
+	cancel()
+	have := <-pr.atStop
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: have %v, want nil", err)
+	}
+	if have.ready || have.readyz != http.StatusServiceUnavailable {
+		t.Errorf("at deregistration: ready %t, /readyz %d; want false, 503", have.ready, have.readyz)
+	}
+	if have.healthErr != nil || have.health != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("at deregistration: health %v, %v; want NOT_SERVING from a live server", have.health, have.healthErr)
+	}
+	if have.listenerErr != nil {
+		t.Errorf("at deregistration: listener closed already: %v", have.listenerErr)
+	}
+	if n := keyCount(t, cli, "services/order/"); n != 0 {
+		t.Errorf("after Run: %d records left", n)
+	}
+}
+
+func TestRunReturnsActorErrorAndCleansUp(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	app, err := framework.New("failing", framework.WithConfig(cfg), framework.WithoutSignals(), framework.WithPropagationDelay(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("queue broken")
+	app.Add("queue", func() error {
+		<-app.Started()
+		return boom
+	}, func(error) {})
+	err = app.Run(context.Background())
+	if !errors.Is(err, boom) || err.Error() != "queue: queue broken" {
+		t.Fatalf("Run: have %v, want queue: queue broken", err)
+	}
+	if n := keyCount(t, cli, "services/failing/"); n != 0 {
+		t.Fatalf("%d records left after a failed Run", n)
+	}
+	if err := app.Run(context.Background()); err == nil {
+		t.Fatal("second Run: have nil error")
+	}
+}
+
+func TestNewRefusesInvalidInput(t *testing.T) {
+	bad := framework.DefaultConfig()
+	bad.TTL = 0
+	for name, f := range map[string]func() error{
+		"bad name":     func() error { _, err := framework.New("a/b"); return err },
+		"bad config":   func() error { _, err := framework.New("svc", framework.WithConfig(bad)); return err },
+		"nil logger":   func() error { _, err := framework.New("svc", framework.WithLogger(nil)); return err },
+		"neg. delay":   func() error { _, err := framework.New("svc", framework.WithPropagationDelay(-1)); return err },
+		"zero streams": func() error { _, err := framework.New("svc", framework.WithMaxConcurrentStreams(0)); return err },
+	} {
+		if err := f(); err == nil {
+			t.Errorf("%s: have nil error", name)
+		}
+	}
+}

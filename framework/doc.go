@@ -1,0 +1,20 @@
+// Package framework is svckit's public face: App runs a gRPC service that
+// registers itself in etcd, and Config holds the standard flags and
+// environment of every svckit service.
+//
+// A service's main builds an App with New, registers its handlers on
+// App.GRPC, and calls App.Run. Run listens, serves, registers the instance in
+// etcd under a lease (see package naming), serves the admin endpoints, and
+// waits for a signal, the context, or a failing part. It then stops in this
+// order: readiness and health turn NOT_SERVING; the etcd record is deleted
+// and its lease revoked; a propagation delay lets clients drop the instance;
+// the gRPC server stops gracefully within the shutdown timeout, then hard;
+// the admin server and user actors stop; telemetry is flushed and the etcd
+// client closed. A second signal cuts every wait short.
+//
+// Each default is a plug: the registrar (WithRegistrar), interceptors, the
+// tracer provider and the logger are options; more actors join with Add.
+//
+// The client side (Dial) and balancers live in later packages; this one
+// leaves them out.
+package framework
