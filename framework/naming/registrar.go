@@ -391,21 +391,11 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	if lease == 0 {
 		return nil
 	}
-	var errs []error
-	// Delete only if the key is still ours: during a restart on the same
-	// address the new instance may have put it already.
-	_, err := r.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(r.key), "=", lease)).
-		Then(clientv3.OpDelete(r.key)).
-		Commit()
-	if err != nil {
-		errs = append(errs, fmt.Errorf("naming: delete %s: %w", r.key, err))
-	}
+	// Revoking the lease deletes the key in the same write, and only if the
+	// key is still under this lease: during a restart on the same address
+	// the new instance may own it already.
 	if _, err := r.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		errs = append(errs, fmt.Errorf("naming: revoke lease %x of %s: %w", int64(lease), r.key, err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+		return fmt.Errorf("naming: revoke lease %x of %s: %w", int64(lease), r.key, err)
 	}
 	r.log.Info("deregistered", "lease_id", int64(lease))
 	return nil
