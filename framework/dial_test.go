@@ -1,0 +1,119 @@
+package framework_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/internal/testsvc"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+func TestDialWithoutInstancesFailsWithUnavailableNamingTheService(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	start := time.Now()
+	_, err := framework.Dial(context.Background(), "nobody",
+		framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}),
+		framework.WithDialTimeout(500*time.Millisecond))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"nobody"`) {
+		t.Fatalf("have %v, want Unavailable naming the service", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("dial took %s with a 500ms timeout", took)
+	}
+}
+
+func TestDialSpreadsOverAppInstances(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, startProc(t, nil, "--etcd", c.Endpoint(0)).addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc, err := framework.Dial(ctx, "testsvc", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	seen := map[string]int{}
+	eventually(t, 20*time.Second, "every instance reached", func() bool {
+		var p peer.Peer
+		if err := testsvc.Sleep(ctx, cc, 0, grpc.Peer(&p)); err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		seen[p.Addr.String()]++
+		return len(seen) == 3
+	})
+	for _, a := range addrs {
+		if seen[a] == 0 {
+			t.Errorf("instance %s never reached", a)
+		}
+	}
+}
+
+func TestKill9UnderLoadFailsNoIdempotentRPC(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	var procs []*proc
+	for range 3 {
+		procs = append(procs, startProc(t, nil, "--etcd", c.Endpoint(0), "--ttl", "3s"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cc, err := framework.Dial(ctx, "testsvc",
+		framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}),
+		framework.WithIdempotent(testsvc.ServiceName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	var calls, failures atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := 0; i < 100_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				err := testsvc.Sleep(cctx, cc, 2*time.Millisecond)
+				ccancel()
+				calls.Add(1)
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	eventually(t, 10*time.Second, "load running", func() bool { return calls.Load() > 200 })
+	before := calls.Load()
+	procs[0].signal(t, syscall.SIGKILL)
+	procs[0].wait(t, 10*time.Second)
+	eventually(t, 20*time.Second, "load after the kill", func() bool { return calls.Load() > before+2000 })
+	close(stop)
+	wg.Wait()
+	t.Logf("kill -9 of 1 of 3 under load: %d RPCs, %d failed", calls.Load(), failures.Load())
+	if failures.Load() != 0 {
+		t.Fatalf("failed idempotent RPCs: have %d, want 0; first: %v", failures.Load(), firstErr.Load())
+	}
+}

@@ -1,0 +1,28 @@
+// Package lb provides gRPC load-balancing policies, registered by name:
+//
+//   - p2c_ewma (the default of framework.Dial): power of two choices on a
+//     decaying peak-EWMA of latency times in-flight calls, with failures
+//     counted as slow calls, so that slow or failing instances get few calls
+//     and cold ones neither flood nor starve;
+//   - svckit_weighted_round_robin: smooth weighted round robin by the
+//     "svckit.weight" attribute of each endpoint;
+//   - svckit_random: uniform random;
+//   - svckit_consistent_hash: a key set on the call's context with WithHashKey
+//     maps to the same endpoint while the set is stable.
+//
+// Every policy is built the way grpc-go builds its own (balancer/roundrobin,
+// balancer/leastrequest): endpointsharding with a pickfirst child per endpoint
+// and the health listener enabled, reading resolver.Endpoint attributes.
+// Per-endpoint statistics live in an EndpointMap outside the picker, so that
+// they survive picker rebuilds. Picks take no lock and, amortised, allocate
+// nothing. With no ready endpoint the policies hand the channel's aggregate
+// state through, so calls fail fast with Unavailable once nothing can connect
+// (unless the call waits for ready).
+//
+// Each policy's config may set subsetSize: each client then keeps a stable
+// subset of that many endpoints (rendezvous hashing on a per-client key), which
+// changes little when endpoints come and go, and the policy runs inside it.
+//
+// lb does not import naming: the two meet only in the attribute keys, which
+// are plain strings.
+package lb

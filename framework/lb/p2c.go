@@ -1,0 +1,76 @@
+package lb
+
+import (
+	"math/rand/v2"
+
+	"google.golang.org/grpc/balancer"
+)
+
+// P2CEWMA is the name of the power-of-two-choices policy.
+const P2CEWMA = "p2c_ewma"
+
+func init() {
+	balancer.Register(builder{name: P2CEWMA, newPolicy: func() policy { return p2cPolicy{} }})
+}
+
+type p2cPolicy struct{}
+
+func (p2cPolicy) picker(eps []ready) balancer.Picker {
+	// A cold endpoint (no finished call yet) is priced at the mean of the
+	// warm ones: it gets a fair share at once, and its in-flight count
+	// keeps a burst from flooding it.
+	now := nanotime()
+	var sum float64
+	var warm int
+	for _, e := range eps {
+		if l, ok := e.stats.latency(now); ok {
+			sum += l
+			warm++
+		}
+	}
+	cold := float64(minLatency)
+	if warm > 0 {
+		cold = sum / float64(warm)
+	}
+	return &p2cPicker{eps: eps, cold: cold}
+}
+
+type p2cPicker struct {
+	eps  []ready
+	cold float64
+}
+
+var _ balancer.Picker = (*p2cPicker)(nil)
+
+func (p *p2cPicker) cost(e *ready, now int64) float64 {
+	l, ok := e.stats.latency(now)
+	if !ok {
+		l = p.cold
+	}
+	return l * float64(e.stats.inflight.Load()+1)
+}
+
+// Pick compares two distinct random endpoints and takes the cheaper.
+func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	now := nanotime()
+	e := &p.eps[0]
+	if n := len(p.eps); n > 1 {
+		i := rand.IntN(n)
+		j := rand.IntN(n - 1)
+		if j >= i {
+			j++
+		}
+		a, b := &p.eps[i], &p.eps[j]
+		if p.cost(a, now) <= p.cost(b, now) {
+			e = a
+		} else {
+			e = b
+		}
+	}
+	res, err := e.picker.Pick(info)
+	if err != nil {
+		return res, err
+	}
+	res.Done = startCall(e.stats, now, res.Done)
+	return res, nil
+}
