@@ -107,7 +107,7 @@ func New(name string, opts ...Option) (*App, error) {
 		srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log),
 	}, o.stream...)
 	sopts := append([]grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracerProvider))),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracerProvider), otelgrpc.WithPropagators(propagator()))),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxConcurrentStreams(o.maxStreams),

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,7 +165,7 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 		grpc.WithResolvers(&sharedResolver{opts: o}),
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultServiceConfig(sc),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(o.tp))),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(propagator()))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WithChainUnaryInterceptor(o.unary...),
 		grpc.WithChainStreamInterceptor(o.stream...),
@@ -194,6 +195,16 @@ func (o dialOptions) etcdString() string {
 		return fmt.Sprintf("etcd %v ", o.client.Endpoints())
 	}
 	return fmt.Sprintf("etcd %v ", o.etcd.Endpoints)
+}
+
+// propagator returns the global OTel propagator if the program set one, and
+// W3C trace context with baggage otherwise: the global default propagates
+// nothing.
+func propagator() propagation.TextMapPropagator {
+	if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
+		return p
+	}
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }
 
 // serviceConfig builds the default service config: the balancer, health

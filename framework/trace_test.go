@@ -1,0 +1,146 @@
+package framework_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/internal/testsvc"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+// relay is a service whose one method calls testsvc on another service: the
+// middle hop of client → A → B.
+func relayDesc(down func(ctx context.Context) error) *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "svckit.test.Relay",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "Call", Handler: func(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+			req := new(emptypb.Empty)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			h := func(ctx context.Context, _ any) (any, error) { return &emptypb.Empty{}, down(ctx) }
+			if in == nil {
+				return h(ctx, req)
+			}
+			return in(ctx, req, &grpc.UnaryServerInfo{FullMethod: "/svckit.test.Relay/Call"}, h)
+		}}},
+	}
+}
+
+// startApp runs an App in-process until the test ends.
+func startApp(t *testing.T, app *framework.App) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: Run: %v", app.Name(), err)
+		}
+	})
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("%s: Run: %v", app.Name(), err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: not started", app.Name())
+	}
+}
+
+func TestTraceSpansClientToAToB(t *testing.T) {
+	c := etcdtest.Start(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	quiet := slog.New(slog.DiscardHandler)
+	etcd := naming.ClientConfig{Endpoints: c.Endpoints()}
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	newApp := func(name string) *framework.App {
+		app, err := framework.New(name, framework.WithConfig(cfg), framework.WithoutSignals(),
+			framework.WithPropagationDelay(0), framework.WithLogger(quiet), framework.WithTracerProvider(tp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return app
+	}
+
+	b := newApp("back")
+	testsvc.Register(b.GRPC())
+	startApp(t, b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	toB, err := framework.Dial(ctx, "back", framework.WithEtcd(etcd), framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toB.Close()
+	a := newApp("front")
+	a.GRPC().RegisterService(relayDesc(func(ctx context.Context) error { return testsvc.Sleep(ctx, toB, 0) }), nil)
+	startApp(t, a)
+
+	toA, err := framework.Dial(ctx, "front", framework.WithEtcd(etcd), framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toA.Close()
+	rootCtx, root := tp.Tracer("test").Start(ctx, "root")
+	if err := toA.Invoke(rootCtx, "/svckit.test.Relay/Call", new(emptypb.Empty), new(emptypb.Empty)); err != nil {
+		t.Fatalf("relay call: %v", err)
+	}
+	root.End()
+
+	spans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		if s.SpanContext().TraceID() == root.SpanContext().TraceID() {
+			spans[s.Name()+"/"+s.SpanKind().String()] = s
+		}
+	}
+	want := []struct {
+		name, parent string
+	}{
+		{"svckit.test.Relay/Call/client", "root/internal"},
+		{"svckit.test.Relay/Call/server", "svckit.test.Relay/Call/client"},
+		{"svckit.test.Test/Sleep/client", "svckit.test.Relay/Call/server"},
+		{"svckit.test.Test/Sleep/server", "svckit.test.Test/Sleep/client"},
+	}
+	for _, w := range want {
+		s, ok := spans[w.name]
+		if !ok {
+			t.Errorf("no span %s in trace %s; have %v", w.name, root.SpanContext().TraceID(), keys(spans))
+			continue
+		}
+		p, ok := spans[w.parent]
+		if !ok {
+			t.Errorf("no parent span %s", w.parent)
+			continue
+		}
+		if s.Parent().SpanID() != p.SpanContext().SpanID() {
+			t.Errorf("span %s: parent %s, want %s (%s)", w.name, s.Parent().SpanID(), p.SpanContext().SpanID(), w.parent)
+		}
+	}
+	if s, ok := spans["svckit.test.Test/Sleep/server"]; ok && s.SpanKind() != trace.SpanKindServer {
+		t.Errorf("server span kind %s", s.SpanKind())
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
