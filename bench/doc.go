@@ -5,7 +5,9 @@
 // gRPC servers on 127.0.0.1. Nothing is mocked.
 //
 // The package has no code of its own; the naming benchmarks are in
-// naming_test.go, those of framework.App in lifecycle_test.go.
+// naming_test.go, those of framework.App in lifecycle_test.go, those of the
+// load-balancing policies in lb_test.go and those of framework.Dial in
+// dial_test.go.
 //
 //   - BenchmarkRegisterToFirstRPC/{svckit,etcd}: a client connection already
 //     resolves an empty service (its resolver has listed the empty prefix and
@@ -57,17 +59,77 @@
 //     process until its serving line appears (exec, runtime and package
 //     initialisation, etcd client, registration).
 //
-// Every benchmark starts its own embedded etcd, so a plain
-// `go test ./bench/` runs nothing and ends at once. Run them with, e.g.:
+// The load-balancing benchmarks drive the real balancers of framework/lb
+// (and grpc-go's round_robin for comparison) through grpc-go's public
+// balancer API, without a channel:
+//
+//   - BenchmarkPick/{p2c_ewma,svckit_weighted_round_robin,random,
+//     consistent_hash,round_robin}/{3,100,1000}: a harness implementing
+//     balancer.ClientConn builds the policy from its registered builder
+//     (config from its ParseConfig), hands it N endpoints with
+//     "svckit.weight" 1, 2, 3 in turn, and moves each SubConn it creates
+//     (fakes that never dial) through CONNECTING to READY, and healthy
+//     through the health listener pickfirst registers, as a channel would.
+//     Once the published picker is the policy's own and reaches all N
+//     endpoints, timed is one Pick and, if the result has one, its Done, as
+//     p2c_ewma's per-call bookkeeping happens there; consistent_hash picks
+//     with lb.WithHashKey over 4096 keys. Reports ns/op and allocs/op, and
+//     ms-ramp: the untimed time from the first SubConn's READY to the last
+//     picker, that is N picker rebuilds (every state change of an endpoint
+//     rebuilds the policy's picker over all ready endpoints).
+//
+// The framework.Dial benchmarks run real servers on 127.0.0.1 and, for
+// svckit, framework.Apps registered in an embedded etcd, with the test
+// service svckit.test.Test (a copy of framework/internal/testsvc, which is
+// internal to framework/):
+//
+//   - BenchmarkUnary/{bare,svckit}/{trace=off,trace=on}: Sleep(0) calls from
+//     8×GOMAXPROCS goroutines (RunParallel). bare is grpc.NewServer and
+//     grpc.NewClient on passthrough:/// with round_robin; svckit is a
+//     framework.App and framework.Dial with round_robin (the same balancer)
+//     and the service marked idempotent, with everything else Dial and the
+//     App add: otelgrpc stats handlers, Prometheus, logging and recovery
+//     interceptors, the retry policy, client-side health checking,
+//     keepalive. trace=off leaves bare without stats handlers and svckit on
+//     the global (unset, so no-op) tracer provider; trace=on gives both an
+//     SDK tracer provider that samples every span and exports them in
+//     batches to a discarding exporter (otelgrpc handlers on both sides for
+//     bare, WithTracerProvider and WithDialTracerProvider for svckit).
+//     Reports rps, and us-p50 and us-p99: the latency of calls in
+//     microseconds.
+//
+//   - BenchmarkTail/{p2c_ewma,round_robin}/{slow,failing}: three
+//     framework.Apps of one service and 32 concurrent callers through
+//     framework.Dial with the policy, the test service marked idempotent
+//     (retried on UNAVAILABLE, 3 attempts). One App is bad: in slow, a
+//     server interceptor adds 20ms to each call; in failing, it fails each
+//     call at once with UNAVAILABLE while its health stays SERVING. The 32
+//     callers first warm up until every instance has had an attempt; then
+//     b.N calls are timed. Reports %-to-slow or %-to-failing (the share of
+//     attempts, counted on the servers, that the bad instance got),
+//     %-errors and attempts/call (failing only), rps, and ms-p50 and ms-p99
+//     of calls. The warm-up is concurrent on purpose: with one sequential
+//     caller, p2c_ewma can starve a healthy instance that became ready
+//     after the failing one failed its first call, because a cold endpoint
+//     is priced at the mean of the warm estimates when the picker is built
+//     (here the failing one's 250ms penalty), and that price stays fixed
+//     while the failing one's estimate decays below it between failures.
+//
+// Every benchmark that needs etcd starts its own embedded etcd, and there
+// are no tests, so a plain `go test ./bench/` runs nothing and ends at once.
+// Run them with, e.g.:
 //
 //	go test -run '^$' -bench . -benchtime 20x -count 1 ./bench/
 //	go test -run '^$' -bench 'ResolveN/.*/10000' -benchtime 5x ./bench/
 //	go test -run '^$' -bench 'HealthCheck' -benchtime 2s ./bench/
 //	go test -run '^$' -bench 'AppStart|AppStop/(delay=0|sigterm)' -benchtime 20x ./bench/
 //	go test -run '^$' -bench 'AppStop/delay=default' -benchtime 3x ./bench/
+//	go test -run '^$' -bench 'Pick' -benchtime 1s ./bench/
+//	go test -run '^$' -bench 'Unary|Tail' -benchtime 3s ./bench/
 //
 // The timed benchmarks use a fixed iteration count (-benchtime Nx): each
 // iteration of the first two takes milliseconds and does untimed setup and
-// teardown, so time-based -benchtime over-runs its budget. Add -cpuprofile
-// to see where the time goes.
+// teardown, so time-based -benchtime over-runs its budget. The Pick, Unary
+// and Tail benchmarks are throughput benchmarks and take a duration. Add
+// -cpuprofile to see where the time goes.
 package bench

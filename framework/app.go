@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/otel"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -85,9 +84,7 @@ func New(name string, opts ...Option) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	if o.tracerProvider == nil {
-		o.tracerProvider = otel.GetTracerProvider()
-	}
+	o.tracerProvider = tracerProvider(o.tracerProvider)
 	log := o.logger.With("service", name)
 	a := &App{
 		name:    name,
@@ -106,8 +103,7 @@ func New(name string, opts ...Option) (*App, error) {
 	stream := append([]grpc.StreamServerInterceptor{
 		srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log),
 	}, o.stream...)
-	sopts := append([]grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracerProvider), otelgrpc.WithPropagators(propagator()))),
+	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxConcurrentStreams(o.maxStreams),
@@ -115,7 +111,12 @@ func New(name string, opts ...Option) (*App, error) {
 		grpc.MaxSendMsgSize(o.maxSendMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}, o.serverOptions...)
+	}
+	if o.tracerProvider != nil {
+		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(o.tracerProvider), otelgrpc.WithPropagators(propagator()))))
+	}
+	sopts = append(sopts, o.serverOptions...)
 	a.grpc = grpc.NewServer(sopts...)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -348,7 +349,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 
 	runErr := g.Run()
-	if f, ok := a.opts.tracerProvider.(interface{ ForceFlush(context.Context) error }); ok {
+	if f, ok := a.opts.tracerProvider.(interface{ ForceFlush(context.Context) error }); ok && f != nil {
 		fctx, cancel := context.WithTimeout(hard, 5*time.Second)
 		if err := f.ForceFlush(fctx); err != nil {
 			cleanups = append(cleanups, fmt.Errorf("flush traces: %w", err))

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/internal/testsvc"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 const svcKey = "services/testsvc/"

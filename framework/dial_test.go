@@ -16,8 +16,8 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/internal/testsvc"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 func TestDialWithoutInstancesFailsWithUnavailableNamingTheService(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/internal/testsvc"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 // relay is a service whose one method calls testsvc on another service: the

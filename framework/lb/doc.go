@@ -6,8 +6,8 @@
 //     and cold ones neither flood nor starve;
 //   - svckit_weighted_round_robin: smooth weighted round robin by the
 //     "svckit.weight" attribute of each endpoint;
-//   - svckit_random: uniform random;
-//   - svckit_consistent_hash: a key set on the call's context with WithHashKey
+//   - random: uniform random;
+//   - consistent_hash: a key set on the call's context with WithHashKey
 //     maps to the same endpoint while the set is stable.
 //
 // Every policy is built the way grpc-go builds its own (balancer/roundrobin,

@@ -16,21 +16,22 @@ func init() {
 type p2cPolicy struct{}
 
 func (p2cPolicy) picker(eps []ready) balancer.Picker {
-	// A cold endpoint (no finished call yet) is priced at the mean of the
-	// warm ones: it gets a fair share at once, and its in-flight count
-	// keeps a burst from flooding it.
+	// A cold endpoint (no finished call yet) is priced as the cheapest
+	// healthy warm one: it gets calls at once, and its in-flight count keeps
+	// a burst from flooding it. Failing endpoints do not set the price, or a
+	// new endpoint would look as bad as a broken one and starve.
 	now := nanotime()
-	var sum float64
-	var warm int
+	cold := 0.0
 	for _, e := range eps {
-		if l, ok := e.stats.latency(now); ok {
-			sum += l
-			warm++
+		if e.stats.failing.Load() {
+			continue
+		}
+		if l, ok := e.stats.latency(now); ok && (cold == 0 || l < cold) {
+			cold = l
 		}
 	}
-	cold := float64(minLatency)
-	if warm > 0 {
-		cold = sum / float64(warm)
+	if cold == 0 {
+		cold = float64(minLatency)
 	}
 	return &p2cPicker{eps: eps, cold: cold}
 }

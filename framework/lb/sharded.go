@@ -59,6 +59,12 @@ type policy interface {
 	picker(eps []ready) balancer.Picker
 }
 
+// endpointsPolicy is a policy that also wants every endpoint of each
+// resolver update, ready or not; called with the balancer's lock held.
+type endpointsPolicy interface {
+	endpoints(all []resolver.Endpoint)
+}
+
 // builder is the balancer.Builder of every policy.
 type builder struct {
 	name      string
@@ -114,6 +120,20 @@ func (b *shardedBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 	// Connect in a random order, so that a new fleet of clients does not
 	// start on the same endpoint.
 	eps = shuffled(eps)
+	b.mu.Lock()
+	live := resolver.NewEndpointMap[bool]()
+	for _, ep := range eps {
+		live.Set(ep, true)
+	}
+	for ep := range b.stats.All() {
+		if _, ok := live.Get(ep); !ok {
+			b.stats.Delete(ep)
+		}
+	}
+	if u, ok := b.policy.(endpointsPolicy); ok {
+		u.endpoints(eps)
+	}
+	b.mu.Unlock()
 	rs := s.ResolverState
 	rs.Endpoints = eps
 	rs.Addresses = nil
@@ -150,15 +170,6 @@ func (b *shardedBalancer) UpdateState(s balancer.State) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	live := resolver.NewEndpointMap[bool]()
-	for _, c := range children {
-		live.Set(c.Endpoint, true)
-	}
-	for ep := range b.stats.All() {
-		if _, ok := live.Get(ep); !ok {
-			b.stats.Delete(ep)
-		}
-	}
 	for i := range eps {
 		st, ok := b.stats.Get(eps[i].endpoint)
 		if !ok {

@@ -36,6 +36,7 @@ type endpointStats struct {
 	last     atomic.Int64  // nanotime of the last observation
 	calls    atomic.Int64
 	failures atomic.Int64
+	failing  atomic.Bool // the last call failed
 }
 
 func newEndpointStats() *endpointStats { return &endpointStats{} }
@@ -47,12 +48,19 @@ func (s *endpointStats) latency(now int64) (float64, bool) {
 	if e == 0 {
 		return 0, false
 	}
-	idle := float64(now-s.last.Load()) / float64(idleTau)
-	if idle > 0 {
-		// 1/(1+x+x²/2) ≈ e^-x, without calling Exp on the pick path.
-		e /= 1 + idle + idle*idle/2
+	if idle := float64(now-s.last.Load()) / float64(idleTau); idle > 0 {
+		e *= decay(idle)
 	}
 	return e, true
+}
+
+// decay is 1/(1+x+x²/2) ≈ e^-x for x ≥ 0: monotone, 1 at 0, toward 0, and
+// a tenth of the cost of math.Exp on the pick and done paths.
+func decay(x float64) float64 {
+	if x <= 0 {
+		return 1
+	}
+	return 1 / (1 + x + x*x/2)
 }
 
 // observe feeds one finished call into the peak EWMA: a slower call
@@ -60,6 +68,7 @@ func (s *endpointStats) latency(now int64) (float64, bool) {
 // 1-e^(-Δt/τ).
 func (s *endpointStats) observe(now int64, rtt time.Duration, failed bool) {
 	s.calls.Add(1)
+	s.failing.Store(failed)
 	if failed {
 		s.failures.Add(1)
 		rtt = max(rtt, failPenalty)
@@ -70,7 +79,7 @@ func (s *endpointStats) observe(now int64, rtt time.Duration, failed bool) {
 		prev := math.Float64frombits(old)
 		next := v
 		if prev != 0 && v < prev {
-			w := math.Exp(-float64(now-s.last.Load()) / float64(tau))
+			w := decay(float64(now-s.last.Load()) / float64(tau))
 			next = prev*w + v*(1-w)
 		}
 		if s.ewma.CompareAndSwap(old, math.Float64bits(next)) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/svckit/svckit/framework"
-	"github.com/svckit/svckit/framework/internal/testsvc"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 func main() {
