@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,12 +18,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 // Every benchmark checks at the end that it left no goroutine behind.
@@ -67,22 +66,6 @@ func startEtcd(b *testing.B) *clientv3.Client {
 		b.Fatalf("etcd: %v", err)
 	}
 	return cli
-}
-
-// startHealthServer starts a gRPC server with the standard health service on
-// 127.0.0.1 and returns its address; it is stopped when b ends.
-func startHealthServer(b *testing.B) string {
-	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("listen: %v", err)
-	}
-	s := grpc.NewServer()
-	healthpb.RegisterHealthServer(s, health.NewServer())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(lis) }()
-	b.Cleanup(func() { s.Stop(); <-done })
-	return lis.Addr().String()
 }
 
 // newConn returns a client connection of target that is not yet connected.
@@ -171,7 +154,7 @@ type registerFunc func(ctx context.Context, service, addr string) (func(context.
 func BenchmarkRegisterToFirstRPC(b *testing.B) {
 	b.Run("svckit", func(b *testing.B) {
 		cli := startEtcd(b)
-		addr := startHealthServer(b)
+		addr := testsvc.Serve(b)
 		nb := naming.NewBuilder(cli, naming.WithResolverLogger(quiet))
 		ready := func(name string) {
 			waitFor(b, "svckit resolver listed services/"+name, func() bool {
@@ -196,7 +179,7 @@ func BenchmarkRegisterToFirstRPC(b *testing.B) {
 	})
 	b.Run("etcd", func(b *testing.B) {
 		cli := startEtcd(b)
-		addr := startHealthServer(b)
+		addr := testsvc.Serve(b)
 		eb, err := etcdresolver.NewBuilder(cli)
 		if err != nil {
 			b.Fatal(err)
@@ -502,7 +485,7 @@ func benchHealthChecks(b *testing.B, cc *grpc.ClientConn) {
 // BenchmarkBareGRPCHealthCheck is the baseline: a health check over a
 // passthrough target (no resolver work), with round_robin like the others.
 func BenchmarkBareGRPCHealthCheck(b *testing.B) {
-	addr := startHealthServer(b)
+	addr := testsvc.Serve(b)
 	cc := newConn(b, nil, "passthrough:///"+addr, roundRobin)
 	b.Cleanup(func() { _ = cc.Close() })
 	benchHealthChecks(b, cc)
@@ -513,7 +496,7 @@ func BenchmarkBareGRPCHealthCheck(b *testing.B) {
 func BenchmarkResolvedHealthCheck(b *testing.B) {
 	b.Run("svckit", func(b *testing.B) {
 		cli := startEtcd(b)
-		addr := startHealthServer(b)
+		addr := testsvc.Serve(b)
 		r, err := naming.NewRegistrar(cli, naming.Instance{Service: "steady", Addr: addr}, naming.WithLogger(quiet))
 		if err != nil {
 			b.Fatal(err)
@@ -530,7 +513,7 @@ func BenchmarkResolvedHealthCheck(b *testing.B) {
 	})
 	b.Run("etcd", func(b *testing.B) {
 		cli := startEtcd(b)
-		addr := startHealthServer(b)
+		addr := testsvc.Serve(b)
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		em, err := endpoints.NewManager(cli, "services/steady")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -56,7 +57,7 @@ func TestSIGTERMDeregistersThenDrainsAndExitsZero(t *testing.T) {
 	// closed" by far more than any scheduling noise.
 	p := startProc(t, []string{"TESTSERVER_PROPAGATION_DELAY=2s"},
 		"--etcd", c.Endpoint(0), "--ttl", "5s", "--admin", "127.0.0.1:0", "--shutdown-timeout", "10s")
-	if n := keyCount(t, cli, svcKey+p.addr); n != 1 {
+	if n := etcdtest.Count(t, cli, svcKey+p.addr); n != 1 {
 		t.Fatalf("record of %s: have %d keys, want 1", p.addr, n)
 	}
 	code, body, err := httpGet("http://" + p.admin + "/readyz")
@@ -82,7 +83,7 @@ func TestSIGTERMDeregistersThenDrainsAndExitsZero(t *testing.T) {
 	inflight := make(chan error, 1)
 	go func() { inflight <- testsvc.Sleep(ctx, cc, 1500*time.Millisecond) }()
 	// Wait until the server has started the call.
-	eventually(t, 10*time.Second, "call in flight", func() bool {
+	poll.Until(t, 10*time.Second, "call in flight", func() bool {
 		_, m, err := httpGet("http://" + p.admin + "/metrics")
 		return err == nil && strings.Contains(m, `grpc_server_started_total{grpc_method="Sleep",grpc_service="svckit.test.Test",grpc_type="unary"} 1`)
 	})
@@ -126,7 +127,7 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	p := startProc(t, []string{"TESTSERVER_PROPAGATION_DELAY=60s"},
 		"--etcd", c.Endpoint(0), "--shutdown-timeout", "60s")
 	p.signal(t, syscall.SIGTERM)
-	eventually(t, 10*time.Second, "record deleted (drain started)", func() bool { return keyCount(t, cli, svcKey) == 0 })
+	poll.Until(t, 10*time.Second, "record deleted (drain started)", func() bool { return etcdtest.Count(t, cli, svcKey) == 0 })
 	start := time.Now()
 	p.signal(t, syscall.SIGTERM)
 	p.wait(t, 10*time.Second) // the drain alone would take 60s
@@ -140,10 +141,10 @@ func TestKill9LeavesRecordUntilTTL(t *testing.T) {
 	p := startProc(t, nil, "--etcd", c.Endpoint(0), "--ttl", "2s")
 	p.signal(t, syscall.SIGKILL)
 	p.wait(t, 10*time.Second)
-	if n := keyCount(t, cli, svcKey); n != 1 {
+	if n := etcdtest.Count(t, cli, svcKey); n != 1 {
 		t.Fatalf("right after kill -9: have %d records, want 1 until the TTL", n)
 	}
-	took := eventually(t, 15*time.Second, "record expired", func() bool { return keyCount(t, cli, svcKey) == 0 })
+	took := poll.Until(t, 15*time.Second, "record expired", func() bool { return etcdtest.Count(t, cli, svcKey) == 0 })
 	t.Logf("kill -9 → record gone after %s (TTL 2s)", took.Round(time.Millisecond))
 }
 
@@ -259,7 +260,7 @@ func TestBadConfigurationFailsWithOneLineAndRegistersNothing(t *testing.T) {
 			if !strings.HasPrefix(line, "testserver:") || !strings.Contains(line, tc.want) {
 				t.Fatalf("last line %q does not name %q", line, tc.want)
 			}
-			if n := keyCount(t, cli, svcKey); n != 0 {
+			if n := etcdtest.Count(t, cli, svcKey); n != 0 {
 				t.Fatalf("%d records left", n)
 			}
 		})
@@ -284,7 +285,7 @@ func TestRollingRestartUnderLoadFailsNoRPC(t *testing.T) {
 	}
 	defer cc.Close()
 	cc.Connect()
-	eventually(t, 10*time.Second, "3 endpoints resolved", func() bool {
+	poll.Until(t, 10*time.Second, "3 endpoints resolved", func() bool {
 		st, ok := b.Status("services/testsvc")
 		return ok && st.Endpoints == 3
 	})
@@ -324,13 +325,13 @@ func TestRollingRestartUnderLoadFailsNoRPC(t *testing.T) {
 			t.Fatalf("instance %d exit code %d", i, code)
 		}
 		nu := startProc(t, nil, args...)
-		eventually(t, 10*time.Second, fmt.Sprintf("instance %d replaced", i), func() bool {
-			return keyCount(t, cli, svcKey+nu.addr) == 1 && keyCount(t, cli, svcKey) == 3
+		poll.Until(t, 10*time.Second, fmt.Sprintf("instance %d replaced", i), func() bool {
+			return etcdtest.Count(t, cli, svcKey+nu.addr) == 1 && etcdtest.Count(t, cli, svcKey) == 3
 		})
 	}
 	// Keep the load on a moment after the last restart.
 	base := calls.Load()
-	eventually(t, 10*time.Second, "calls after the restart", func() bool { return calls.Load() >= base+100 })
+	poll.Until(t, 10*time.Second, "calls after the restart", func() bool { return calls.Load() >= base+100 })
 	close(stop)
 	wg.Wait()
 	elapsed := time.Since(start)

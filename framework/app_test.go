@@ -120,7 +120,7 @@ func TestShutdownOrderInProcess(t *testing.T) {
 	if have.listenerErr != nil {
 		t.Errorf("at deregistration: listener closed already: %v", have.listenerErr)
 	}
-	if n := keyCount(t, cli, "services/order/"); n != 0 {
+	if n := etcdtest.Count(t, cli, "services/order/"); n != 0 {
 		t.Errorf("after Run: %d records left", n)
 	}
 }
@@ -143,7 +143,7 @@ func TestRunReturnsActorErrorAndCleansUp(t *testing.T) {
 	if !errors.Is(err, boom) || err.Error() != "queue: queue broken" {
 		t.Fatalf("Run: have %v, want queue: queue broken", err)
 	}
-	if n := keyCount(t, cli, "services/failing/"); n != 0 {
+	if n := etcdtest.Count(t, cli, "services/failing/"); n != 0 {
 		t.Fatalf("%d records left after a failed Run", n)
 	}
 	if err := app.Run(context.Background()); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -50,7 +51,7 @@ func TestDialSpreadsOverAppInstances(t *testing.T) {
 	}
 	defer cc.Close()
 	seen := map[string]int{}
-	eventually(t, 20*time.Second, "every instance reached", func() bool {
+	poll.Until(t, 20*time.Second, "every instance reached", func() bool {
 		var p peer.Peer
 		if err := testsvc.Sleep(ctx, cc, 0, grpc.Peer(&p)); err != nil {
 			t.Fatalf("call: %v", err)
@@ -105,11 +106,11 @@ func TestKill9UnderLoadFailsNoIdempotentRPC(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 10*time.Second, "load running", func() bool { return calls.Load() > 200 })
+	poll.Until(t, 10*time.Second, "load running", func() bool { return calls.Load() > 200 })
 	before := calls.Load()
 	procs[0].signal(t, syscall.SIGKILL)
 	procs[0].wait(t, 10*time.Second)
-	eventually(t, 20*time.Second, "load after the kill", func() bool { return calls.Load() > before+2000 })
+	poll.Until(t, 20*time.Second, "load after the kill", func() bool { return calls.Load() > before+2000 })
 	close(stop)
 	wg.Wait()
 	t.Logf("kill -9 of 1 of 3 under load: %d RPCs, %d failed", calls.Load(), failures.Load())

@@ -2,8 +2,6 @@ package framework_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,15 +9,14 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/internal/logsink"
 )
 
 // serverBin is the test server binary, built once by TestMain.
@@ -59,28 +56,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a test server running as a child process.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *logsink.Buffer
 	addr   string
 	admin  string
 	exited chan struct{}
@@ -119,7 +98,7 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 	cmd := exec.Command(serverBin, args...)
 	// The race runtime sleeps 1s at exit by default; the tests time exits.
 	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
-	out := &syncBuffer{}
+	out := &logsink.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start test server: %v", err)
@@ -153,30 +132,6 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 		t.Fatalf("test server did not exit within %s:\n%s", d, p.out)
 		return -1
 	}
-}
-
-// eventually polls cond every 10ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-func keyCount(t *testing.T, cli *clientv3.Client, prefix string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatalf("count %s: %v", prefix, err)
-	}
-	return resp.Count
 }
 
 // lastLine returns the last non-empty line of s, where a failing main

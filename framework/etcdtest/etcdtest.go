@@ -336,3 +336,15 @@ var PeerLeaks = []string{
 	"net/http.(*connReader).backgroundRead",
 	"net/http.(*connReader).abortPendingRead",
 }
+
+// Count returns how many keys cli sees under prefix, failing tb on error.
+func Count(tb testing.TB, cli *clientv3.Client, prefix string) int64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		tb.Fatalf("etcdtest: count %s: %v", prefix, err)
+	}
+	return resp.Count
+}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/kit"
+	"github.com/svckit/svckit/internal/logsink"
 )
 
 var errBoom = errors.New("boom: secret path /etc/shadow")
@@ -187,7 +188,7 @@ func TestCircuitBreaker(t *testing.T) {
 		var fail atomic.Bool
 		fail.Store(true)
 		cc := startEcho(t, counted(&calls, &fail))
-		logs := &syncBuffer{}
+		logs := &logsink.Buffer{}
 		logger := slog.New(slog.NewTextHandler(logs, nil))
 		e := kit.CircuitBreaker("echo",
 			kit.WithFailures(1), kit.WithOpenTimeout(20*time.Millisecond), kit.WithBreakerLogger(logger),
@@ -267,7 +268,7 @@ func TestLogging(t *testing.T) {
 	var calls atomic.Int64
 	var fail atomic.Bool
 	cc := startEcho(t, counted(&calls, &fail))
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := kit.Logging(logger, "Echo")(echoClient(cc))
 

@@ -1,9 +1,7 @@
 package kit_test
 
 import (
-	"bytes"
 	"net"
-	"sync"
 	"testing"
 
 	"github.com/go-kit/kit/endpoint"
@@ -47,22 +45,4 @@ func startEcho(t *testing.T, e endpoint.Endpoint) *grpc.ClientConn {
 // echoClient returns the client endpoint of Echo on cc.
 func echoClient(cc *grpc.ClientConn) endpoint.Endpoint {
 	return kit.ClientEndpoint(cc, echoService, "Echo", toMessage, fromMessage, new(wrapperspb.StringValue))
-}
-
-// syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

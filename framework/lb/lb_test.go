@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/lb"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,12 +46,7 @@ func startServers(t *testing.T, n int) []*server {
 	out := make([]*server, n)
 	for i := range out {
 		s := &server{}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.addr = lis.Addr().String()
-		gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		s.addr = testsvc.Serve(t, grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			s.mu.Lock()
 			lag, err := s.lag, s.err
 			s.mu.Unlock()
@@ -63,10 +58,6 @@ func startServers(t *testing.T, n int) []*server {
 			}
 			return h(ctx, req)
 		}))
-		healthpb.RegisterHealthServer(gs, health.NewServer())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = gs.Serve(lis) }()
-		t.Cleanup(func() { gs.Stop(); <-done })
 		out[i] = s
 	}
 	return out

@@ -11,6 +11,8 @@ import (
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 // svckit's records are read by etcd's own resolver.
@@ -18,7 +20,7 @@ func TestEtcdResolverReadsSvckitRecords(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	addr := startServer(t)
+	addr := testsvc.Serve(t)
 	register(t, cli, "interop-a", addr)
 	b, err := etcdresolver.NewBuilder(cli)
 	if err != nil {
@@ -39,7 +41,7 @@ func TestSvckitResolverReadsEndpointsManagerRecords(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	a, b := startServer(t), startServer(t)
+	a, b := testsvc.Serve(t), testsvc.Serve(t)
 	em, err := endpoints.NewManager(cli, "services/interop-b")
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestSvckitResolverReadsEndpointsManagerRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := watchTarget(t, naming.NewBuilder(cli), "etcd:///services/interop-b")
-	eventually(t, 10*time.Second, "2 endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 2 })
+	poll.Until(t, 10*time.Second, "2 endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 2 })
 	s, _ := rec.last()
 	for _, ep := range s.Endpoints {
 		md, _ := naming.MetadataOf(ep)
@@ -70,7 +72,7 @@ func TestSvckitResolverReadsEndpointsManagerRecords(t *testing.T) {
 
 	cc := dial(t, naming.NewBuilder(cli), "etcd:///services/interop-b")
 	seen := map[string]bool{}
-	eventually(t, 10*time.Second, "both servers reached", func() bool {
+	poll.Until(t, 10*time.Second, "both servers reached", func() bool {
 		p, err := check(ctx, cc)
 		if err == nil {
 			seen[p] = true
@@ -80,5 +82,5 @@ func TestSvckitResolverReadsEndpointsManagerRecords(t *testing.T) {
 	if err := em.DeleteEndpoint(ctx, "services/interop-b/"+a); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "deleted endpoint dropped", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
+	poll.Until(t, 10*time.Second, "deleted endpoint dropped", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
 }

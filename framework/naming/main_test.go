@@ -1,11 +1,8 @@
 package naming_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,13 +12,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/logsink"
 )
 
 func TestMain(m *testing.M) {
@@ -32,29 +29,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, opts...)
 }
 
-// logBuffer is a concurrency-safe log sink for asserting on log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) Count(s string) int { return strings.Count(b.String(), s) }
-
-func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func newLogger(t *testing.T) (*slog.Logger, *logsink.Buffer) {
 	t.Helper()
-	buf := &logBuffer{}
+	buf := &logsink.Buffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -68,22 +45,6 @@ func newClient(t *testing.T, endpoints []string, l *slog.Logger) *clientv3.Clien
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
-}
-
-// startServer starts a real gRPC server with the health service on
-// 127.0.0.1 and returns its address.
-func startServer(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	s := grpc.NewServer()
-	healthpb.RegisterHealthServer(s, health.NewServer())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(lis) }()
-	t.Cleanup(func() { s.Stop(); <-done })
-	return lis.Addr().String()
 }
 
 // register registers service at addr and deregisters at cleanup.
@@ -126,31 +87,6 @@ func check(ctx context.Context, cc *grpc.ClientConn) (string, error) {
 		return "", err
 	}
 	return p.Addr.String(), nil
-}
-
-// eventually polls cond every 10ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-// keyCount returns how many keys etcd holds under prefix.
-func keyCount(t *testing.T, cli *clientv3.Client, prefix string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatalf("count %s: %v", prefix, err)
-	}
-	return resp.Count
 }
 
 // recorderName is a balancer that connects to nothing and records the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
 )
 
 func TestNewRegistrarRefusesInvalidInput(t *testing.T) {
@@ -50,7 +51,7 @@ func TestNewRegistrarRefusesInvalidInput(t *testing.T) {
 			}
 		})
 	}
-	if n := keyCount(t, cli, ""); n != 0 {
+	if n := etcdtest.Count(t, cli, ""); n != 0 {
 		t.Fatalf("refused registrations wrote %d keys", n)
 	}
 }
@@ -90,7 +91,7 @@ func TestRegisterWritesEtcdRecordAndDeregisterRemovesIt(t *testing.T) {
 	if err := r.Deregister(ctx); err != nil {
 		t.Fatalf("deregister: %v", err)
 	}
-	if n := keyCount(t, cli, "services/"); n != 0 {
+	if n := etcdtest.Count(t, cli, "services/"); n != 0 {
 		t.Fatalf("after deregister: %d keys left", n)
 	}
 	if _, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
@@ -140,10 +141,10 @@ func TestProcessDeathLetsRecordExpireAfterTTL(t *testing.T) {
 	}
 	_ = cli.Close()
 	<-r.Done()
-	if n := keyCount(t, admin, "services/svc/"); n != 1 {
+	if n := etcdtest.Count(t, admin, "services/svc/"); n != 1 {
 		t.Fatalf("right after the client closed: have %d keys, want 1 (the lease lives until its TTL)", n)
 	}
-	took := eventually(t, 10*time.Second, "record expired", func() bool { return keyCount(t, admin, "services/svc/") == 0 })
+	took := poll.Until(t, 10*time.Second, "record expired", func() bool { return etcdtest.Count(t, admin, "services/svc/") == 0 })
 	t.Logf("record gone %s after the client closed (TTL 2s)", took.Round(time.Millisecond))
 }
 
@@ -172,7 +173,7 @@ func TestRecordIsBackAfterOutsideInterference(t *testing.T) {
 			if err := tc.meddle(ctx, r); err != nil {
 				t.Fatalf("meddle: %v", err)
 			}
-			took := eventually(t, 2*time.Second, "record back", func() bool {
+			took := poll.Until(t, 2*time.Second, "record back", func() bool {
 				st := r.Status()
 				if st.State != naming.StateRegistered || st.Registrations < 2 {
 					return false
@@ -201,24 +202,24 @@ func TestEtcdReplacedByEmptyOneEveryInstanceRegistersAgain(t *testing.T) {
 	}
 	b := naming.NewBuilder(cli, naming.WithResync(200*time.Millisecond))
 	rec := watchTarget(t, b, "etcd:///services/wiped")
-	eventually(t, 10*time.Second, "3 endpoints resolved", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 3 })
+	poll.Until(t, 10*time.Second, "3 endpoints resolved", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 3 })
 	if err := c.Wipe(); err != nil {
 		t.Fatalf("wipe: %v", err)
 	}
-	took := eventually(t, 30*time.Second, "every instance registered again", func() bool {
+	took := poll.Until(t, 30*time.Second, "every instance registered again", func() bool {
 		for _, r := range rs {
 			if st := r.Status(); st.State != naming.StateRegistered || st.Registrations < 2 {
 				return false
 			}
 		}
-		return keyCount(t, cli, "services/wiped/") == 3
+		return etcdtest.Count(t, cli, "services/wiped/") == 3
 	})
 	t.Logf("3 instances registered again %s after etcd lost its data", took.Round(time.Millisecond))
 
 	// The new etcd's revisions start again from 1: a watch left at the old
 	// revision would never see a new instance. The resolver notices.
 	register(t, cli, "wiped", "127.0.0.1:7004")
-	eventually(t, 10*time.Second, "instance registered after the wipe resolved", func() bool {
+	poll.Until(t, 10*time.Second, "instance registered after the wipe resolved", func() bool {
 		s, _ := rec.last()
 		return slices.Contains(addrsOf(s), "127.0.0.1:7004")
 	})
@@ -234,7 +235,7 @@ func TestKeepaliveResponsesAreConsumed(t *testing.T) {
 	r := register(t, cli, "ka", "127.0.0.1:7100", naming.WithTTL(time.Second), naming.WithLogger(l))
 	// etcd's client warns once 16 responses are left unread; a 1s TTL sends
 	// about three a second.
-	eventually(t, 30*time.Second, "20 keepalives", func() bool { return r.Status().KeepAlives >= 20 })
+	poll.Until(t, 30*time.Second, "20 keepalives", func() bool { return r.Status().KeepAlives >= 20 })
 	if n := logs.Count("keepalive response queue is full"); n != 0 {
 		t.Fatalf("keepalive warning logged %d times:\n%s", n, logs)
 	}

@@ -11,13 +11,15 @@ import (
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 func TestRegisteredServerIsReachedAndDroppedOnDeregister(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	a, b := startServer(t), startServer(t)
+	a, b := testsvc.Serve(t), testsvc.Serve(t)
 	ra := register(t, cli, "greeter", a)
 	cc := dial(t, naming.NewBuilder(cli), "etcd:///services/greeter")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -28,7 +30,7 @@ func TestRegisteredServerIsReachedAndDroppedOnDeregister(t *testing.T) {
 		t.Fatalf("first RPC: have %q, %v; want %s", have, err, a)
 	}
 	register(t, cli, "greeter", b)
-	eventually(t, 10*time.Second, "both servers picked", func() bool {
+	poll.Until(t, 10*time.Second, "both servers picked", func() bool {
 		seen := map[string]bool{}
 		for range 4 {
 			p, err := check(ctx, cc)
@@ -42,10 +44,10 @@ func TestRegisteredServerIsReachedAndDroppedOnDeregister(t *testing.T) {
 	if err := ra.Deregister(ctx); err != nil {
 		t.Fatalf("deregister: %v", err)
 	}
-	if n := keyCount(t, cli, "services/greeter/"+a); n != 0 {
+	if n := etcdtest.Count(t, cli, "services/greeter/"+a); n != 0 {
 		t.Fatalf("record of %s left after deregister", a)
 	}
-	eventually(t, 10*time.Second, "stopped server no longer picked", func() bool {
+	poll.Until(t, 10*time.Second, "stopped server no longer picked", func() bool {
 		for range 10 {
 			if p, err := check(ctx, cc); err != nil || p != b {
 				return false
@@ -63,7 +65,7 @@ func TestResolverPassesMetadataInStableOrder(t *testing.T) {
 		register(t, cli, "meta", addr)
 	}
 	rec := watchTarget(t, naming.NewBuilder(cli), "etcd:///services/meta")
-	eventually(t, 10*time.Second, "3 endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 3 })
+	poll.Until(t, 10*time.Second, "3 endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 3 })
 	s, _ := rec.last()
 	if have, want := addrsOf(s), []string{"127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"}; !slices.Equal(have, want) {
 		t.Fatalf("order: have %v, want %v", have, want)
@@ -114,7 +116,7 @@ func TestResolverSkipsMalformedRecordsOncePerKey(t *testing.T) {
 	}
 	b := naming.NewBuilder(cli, naming.WithResolverLogger(l))
 	rec := watchTarget(t, b, "etcd:///services/messy")
-	eventually(t, 10*time.Second, "first update", func() bool { _, n := rec.last(); return n > 0 })
+	poll.Until(t, 10*time.Second, "first update", func() bool { _, n := rec.last(); return n > 0 })
 	// Garbage written while watching, twice on one key, is skipped too.
 	for _, v := range []string{"{", "[1,2]"} {
 		if _, err := cli.Put(ctx, "services/messy/late", v); err != nil {
@@ -122,7 +124,7 @@ func TestResolverSkipsMalformedRecordsOncePerKey(t *testing.T) {
 		}
 	}
 	register(t, cli, "messy", "127.0.0.1:9106")
-	eventually(t, 10*time.Second, "late good record", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 2 })
+	poll.Until(t, 10*time.Second, "late good record", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 2 })
 	s, _ := rec.last()
 	if have, want := addrsOf(s), []string{good, "127.0.0.1:9106"}; !slices.Equal(have, want) {
 		t.Fatalf("endpoints: have %v, want %v", have, want)
@@ -140,7 +142,7 @@ func TestResolverSharesOneWatchPerService(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	addr := startServer(t)
+	addr := testsvc.Serve(t)
 	register(t, cli, "shared", addr)
 	b := naming.NewBuilder(cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -171,7 +173,7 @@ func TestResolverCoalescesBursts(t *testing.T) {
 	cli := c.Client(t)
 	b := naming.NewBuilder(cli)
 	rec := watchTarget(t, b, "etcd:///services/burst")
-	eventually(t, 10*time.Second, "first update", func() bool { _, n := rec.last(); return n > 0 })
+	poll.Until(t, 10*time.Second, "first update", func() bool { _, n := rec.last(); return n > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const n = 300
@@ -182,7 +184,7 @@ func TestResolverCoalescesBursts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "all endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == n })
+	poll.Until(t, 10*time.Second, "all endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == n })
 	_, updates := rec.last()
 	t.Logf("%d registrations reached gRPC in %d updates", n, updates)
 	if updates >= n/2 {
@@ -194,7 +196,7 @@ func TestResolverKeepsListAndRegistrarReturnsAfterEtcdOutage(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	a := startServer(t)
+	a := testsvc.Serve(t)
 	r := register(t, cli, "outage", a, naming.WithTTL(2*time.Second))
 	b := naming.NewBuilder(cli)
 	cc := dial(t, b, "etcd:///services/outage")
@@ -206,7 +208,7 @@ func TestResolverKeepsListAndRegistrarReturnsAfterEtcdOutage(t *testing.T) {
 
 	c.Stop(0)
 	// Outlive the TTL: the registrar sees the lease lost.
-	eventually(t, 20*time.Second, "registrar sees the lease lost", func() bool { return r.Status().State == naming.StateLost })
+	poll.Until(t, 20*time.Second, "registrar sees the lease lost", func() bool { return r.Status().State == naming.StateLost })
 	for i := range 20 {
 		if _, err := check(ctx, cc); err != nil {
 			t.Fatalf("rpc %d while etcd is down: %v", i, err)
@@ -219,9 +221,9 @@ func TestResolverKeepsListAndRegistrarReturnsAfterEtcdOutage(t *testing.T) {
 	if err := c.Restart(0); err != nil {
 		t.Fatalf("restart etcd: %v", err)
 	}
-	took := eventually(t, 20*time.Second, "registered again", func() bool {
+	took := poll.Until(t, 20*time.Second, "registered again", func() bool {
 		st := r.Status()
-		return st.State == naming.StateRegistered && st.Registrations >= 2 && keyCount(t, cli, "services/outage/") == 1
+		return st.State == naming.StateRegistered && st.Registrations >= 2 && etcdtest.Count(t, cli, "services/outage/") == 1
 	})
 	t.Logf("registered again %s after etcd returned", took.Round(time.Millisecond))
 	for i := range 20 {
@@ -236,7 +238,7 @@ func TestLeaderLossCostsNoRegistrationAndNoRPC(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
 	l, _ := newLogger(t)
 	cli := newClient(t, c.Endpoints(), l)
-	a := startServer(t)
+	a := testsvc.Serve(t)
 	r := register(t, cli, "ha", a, naming.WithTTL(3*time.Second))
 	b := naming.NewBuilder(cli)
 	rec := watchTarget(t, b, "etcd:///services/ha")
@@ -268,10 +270,10 @@ func TestLeaderLossCostsNoRegistrationAndNoRPC(t *testing.T) {
 
 	old := c.Leader()
 	c.Stop(old)
-	eventually(t, 20*time.Second, "new leader", func() bool { l := c.Leader(); return l >= 0 && l != old })
+	poll.Until(t, 20*time.Second, "new leader", func() bool { l := c.Leader(); return l >= 0 && l != old })
 	// Keep calling through a few keepalive rounds under the new leader.
 	base := r.Status().KeepAlives
-	eventually(t, 20*time.Second, "keepalives under the new leader", func() bool { return r.Status().KeepAlives >= base+3 })
+	poll.Until(t, 20*time.Second, "keepalives under the new leader", func() bool { return r.Status().KeepAlives >= base+3 })
 	close(stop)
 	<-done
 
@@ -302,7 +304,7 @@ func TestResolverRecoversFromCompaction(t *testing.T) {
 	register(t, admin, "compact", "127.0.0.1:9201")
 	b := naming.NewBuilder(cli, naming.WithResolverBackoff(naming.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
 	rec := watchTarget(t, b, "etcd:///services/compact")
-	eventually(t, 10*time.Second, "first endpoint", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
+	poll.Until(t, 10*time.Second, "first endpoint", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
 
 	// Cut the resolver off, change the set, and compact past its watch.
 	p.Cut()
@@ -321,7 +323,7 @@ func TestResolverRecoversFromCompaction(t *testing.T) {
 	before, _ := b.Status("services/compact")
 	p.Heal()
 
-	took := eventually(t, 30*time.Second, "resolver converged after compaction", func() bool {
+	took := poll.Until(t, 30*time.Second, "resolver converged after compaction", func() bool {
 		s, _ := rec.last()
 		return slices.Equal(addrsOf(s), []string{"127.0.0.1:9201", "127.0.0.1:9202"})
 	})
@@ -343,7 +345,7 @@ func TestResolverHoldsLastEndpointsThroughEmptyListAfterOutage(t *testing.T) {
 	b := naming.NewBuilder(cli, naming.WithHold(hold),
 		naming.WithResolverBackoff(naming.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
 	rec := watchTarget(t, b, "etcd:///services/hold")
-	eventually(t, 10*time.Second, "first endpoint", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
+	poll.Until(t, 10*time.Second, "first endpoint", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 1 })
 
 	// While the resolver is cut off, the instance's record goes and the
 	// history is compacted: the resolver must list again, and finds nothing.
@@ -363,10 +365,10 @@ func TestResolverHoldsLastEndpointsThroughEmptyListAfterOutage(t *testing.T) {
 	}
 	before, _ := b.Status("services/hold")
 	p.Heal()
-	eventually(t, 30*time.Second, "listed again", func() bool { st, _ := b.Status("services/hold"); return st.Lists > before.Lists })
+	poll.Until(t, 30*time.Second, "listed again", func() bool { st, _ := b.Status("services/hold"); return st.Lists > before.Lists })
 	if s, _ := rec.last(); len(s.Endpoints) != 1 {
 		t.Fatalf("empty list after the outage published at once: %v", addrsOf(s))
 	}
-	took := eventually(t, 10*time.Second, "kept endpoint dropped after the hold", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 0 })
+	took := poll.Until(t, 10*time.Second, "kept endpoint dropped after the hold", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 0 })
 	t.Logf("kept endpoint dropped %s after the list (hold %s)", took.Round(time.Millisecond), hold)
 }

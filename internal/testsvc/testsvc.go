@@ -1,4 +1,4 @@
-// Package testsvc is a small gRPC service for the framework's own tests:
+// Package testsvc is a small gRPC service for svckit's tests and benchmarks:
 // Sleep holds a call open, Panic and PanicStream panic in the handler. It is
 // written against well-known protobuf types so that it needs no generated
 // code.
@@ -6,9 +6,13 @@ package testsvc
 
 import (
 	"context"
+	"net"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -94,4 +98,22 @@ func PanicStream(ctx context.Context, cc grpc.ClientConnInterface) error {
 		return err
 	}
 	return s.RecvMsg(new(emptypb.Empty))
+}
+
+// Serve starts a real gRPC server on 127.0.0.1 with the standard health
+// service and the test service, stopped when tb ends, and returns its
+// address.
+func Serve(tb testing.TB, opts ...grpc.ServerOption) string {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("testsvc: listen: %v", err)
+	}
+	s := grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	Register(s)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(lis) }()
+	tb.Cleanup(func() { s.Stop(); <-done })
+	return lis.Addr().String()
 }
