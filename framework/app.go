@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -97,12 +96,14 @@ func New(name string, opts ...Option) (*App, error) {
 	}
 
 	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	unary := append([]grpc.UnaryServerInterceptor{
-		srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log),
-	}, o.unary...)
-	stream := append([]grpc.StreamServerInterceptor{
-		srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log),
-	}, o.stream...)
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if o.tracerProvider != nil {
+		t := newTracing(o.tracerProvider)
+		unary, stream = append(unary, t.unaryServer()), append(stream, t.streamServer())
+	}
+	unary = append(append(unary, srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log)), o.unary...)
+	stream = append(append(stream, srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log)), o.stream...)
 	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -111,10 +112,6 @@ func New(name string, opts ...Option) (*App, error) {
 		grpc.MaxSendMsgSize(o.maxSendMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
-	if o.tracerProvider != nil {
-		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(o.tracerProvider), otelgrpc.WithPropagators(propagator()))))
 	}
 	sopts = append(sopts, o.serverOptions...)
 	a.grpc = grpc.NewServer(sopts...)

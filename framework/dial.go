@@ -10,7 +10,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -163,13 +162,13 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.WithChainUnaryInterceptor(o.unary...),
-		grpc.WithChainStreamInterceptor(o.stream...),
 	}
 	if tp := tracerProvider(o.tp); tp != nil {
-		dopts = append(dopts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagator()))))
+		t := newTracing(tp)
+		o.unary = append([]grpc.UnaryClientInterceptor{t.unaryClient()}, o.unary...)
+		o.stream = append([]grpc.StreamClientInterceptor{t.streamClient()}, o.stream...)
 	}
+	dopts = append(dopts, grpc.WithChainUnaryInterceptor(o.unary...), grpc.WithChainStreamInterceptor(o.stream...))
 	cc, err := grpc.NewClient(target, append(dopts, o.grpcOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("framework: dial %s: %w", service, err)
