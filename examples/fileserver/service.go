@@ -1,0 +1,309 @@
+package fileserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Errors the service returns; the transport maps them to gRPC codes.
+var (
+	ErrInvalidPath = errors.New("invalid path")
+	ErrNotFound    = errors.New("not found")
+	ErrTooLarge    = errors.New("file too large")
+	ErrMismatch    = errors.New("content does not match the declared size or checksum")
+)
+
+// tmpPrefix marks uploads in progress: hidden from List, never served.
+const tmpPrefix = ".upload-"
+
+// FileInfo describes a stored file or directory.
+type FileInfo struct {
+	Path    string
+	Size    int64
+	Dir     bool
+	ModTime time.Time
+}
+
+// Service is FileSrv's business logic, independent of any transport.
+type Service interface {
+	// Upload stores size bytes from r at p, if they hash to sum (SHA-256,
+	// hex). The file appears only once complete and verified.
+	Upload(ctx context.Context, p string, size int64, sum string, r io.Reader) (FileInfo, error)
+	// Open returns the file at p, its info and SHA-256.
+	Open(ctx context.Context, p string) (io.ReadSeekCloser, FileInfo, string, error)
+	// List lists the directory dir ("" is the root).
+	List(ctx context.Context, dir string) ([]FileInfo, error)
+	// Stat describes the file at p and returns its SHA-256.
+	Stat(ctx context.Context, p string) (FileInfo, string, error)
+	// Delete removes the file at p.
+	Delete(ctx context.Context, p string) error
+}
+
+// DirService stores files under one directory, confined with os.Root:
+// relative paths only, no "..", no absolute paths, no NUL, and no symlink
+// that leads out. Several instances may share one directory.
+type DirService struct {
+	root    *os.Root
+	maxSize int64
+}
+
+var _ Service = (*DirService)(nil)
+
+// NewDirService serves the directory dir, refusing files over maxSize
+// bytes. Close it when done.
+func NewDirService(dir string, maxSize int64) (*DirService, error) {
+	if maxSize <= 0 {
+		return nil, fmt.Errorf("fileserver: max file size %d must be positive", maxSize)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fileserver: root %s: %w", dir, err)
+	}
+	return &DirService{root: r, maxSize: maxSize}, nil
+}
+
+// Close releases the root directory.
+func (s *DirService) Close() error { return s.root.Close() }
+
+// CleanPath checks a client's path and returns it in canonical form:
+// slash-separated, relative, without "." or ".." elements, NUL, or a
+// component that names an upload in progress. "" is the root, allowed only
+// where allowRoot.
+func CleanPath(p string, allowRoot bool) (string, error) {
+	if strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+		return "", fmt.Errorf("%w: %q", ErrInvalidPath, p)
+	}
+	if strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%w: %q is absolute", ErrInvalidPath, p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("%w: %q leaves the root", ErrInvalidPath, p)
+		}
+		if strings.HasPrefix(el, tmpPrefix) {
+			return "", fmt.Errorf("%w: %q is reserved", ErrInvalidPath, p)
+		}
+	}
+	c := path.Clean(p)
+	if c == "." {
+		if !allowRoot {
+			return "", fmt.Errorf("%w: empty path", ErrInvalidPath)
+		}
+		return "", nil
+	}
+	return c, nil
+}
+
+// native turns a clean slash path into one for os.Root ("." for the root).
+func native(p string) string {
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+// rootErr maps the errors of os.Root to the service's.
+func rootErr(p string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s", ErrNotFound, p)
+	case strings.Contains(err.Error(), "path escapes from parent"):
+		return fmt.Errorf("%w: %s escapes the root", ErrInvalidPath, p)
+	}
+	return fmt.Errorf("fileserver: %s: %w", p, err)
+}
+
+func (s *DirService) Upload(ctx context.Context, p string, size int64, sum string, r io.Reader) (FileInfo, error) {
+	p, err := CleanPath(p, false)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	if size < 0 || size > s.maxSize {
+		return FileInfo{}, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, size, s.maxSize)
+	}
+	want, err := hex.DecodeString(sum)
+	if err != nil || len(want) != sha256.Size {
+		return FileInfo{}, fmt.Errorf("%w: checksum %q is not SHA-256 hex", ErrMismatch, sum)
+	}
+	dir := path.Dir(p)
+	if dir != "." {
+		if err := s.root.MkdirAll(dir, 0o755); err != nil {
+			return FileInfo{}, rootErr(p, err)
+		}
+	}
+	tmp := path.Join(dir, tmpPrefix+randomHex()+".tmp")
+	f, err := s.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return FileInfo{}, rootErr(p, err)
+	}
+	// Whatever goes wrong below, nothing partial stays visible.
+	done := false
+	defer func() {
+		if !done {
+			_ = f.Close()
+			_ = s.root.Remove(tmp)
+		}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size+1))
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("fileserver: upload %s: %w", p, err)
+	}
+	if n != size || !hashEqual(h, want) {
+		return FileInfo{}, fmt.Errorf("%w: %s: got %d bytes", ErrMismatch, p, n)
+	}
+	if err := f.Sync(); err != nil {
+		return FileInfo{}, fmt.Errorf("fileserver: sync %s: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return FileInfo{}, fmt.Errorf("fileserver: close %s: %w", p, err)
+	}
+	if err := s.root.Rename(tmp, p); err != nil {
+		return FileInfo{}, rootErr(p, err)
+	}
+	done = true
+	fi, err := s.root.Stat(p)
+	if err != nil {
+		return FileInfo{}, rootErr(p, err)
+	}
+	return FileInfo{Path: p, Size: sizeOf(fi), ModTime: fi.ModTime()}, nil
+}
+
+func (s *DirService) Open(ctx context.Context, p string) (io.ReadSeekCloser, FileInfo, string, error) {
+	p, err := CleanPath(p, false)
+	if err != nil {
+		return nil, FileInfo{}, "", err
+	}
+	f, err := s.root.Open(p)
+	if err != nil {
+		return nil, FileInfo{}, "", rootErr(p, err)
+	}
+	info, sum, err := describe(ctx, p, f)
+	if err != nil {
+		_ = f.Close()
+		return nil, FileInfo{}, "", err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, FileInfo{}, "", fmt.Errorf("fileserver: %s: %w", p, err)
+	}
+	return f, info, sum, nil
+}
+
+func (s *DirService) List(ctx context.Context, dir string) ([]FileInfo, error) {
+	dir, err := CleanPath(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.root.Open(native(dir))
+	if err != nil {
+		return nil, rootErr(dir, err)
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, rootErr(dir, err)
+	}
+	out := make([]FileInfo, 0, len(ents))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, FileInfo{Path: path.Join(dir, e.Name()), Size: sizeOf(fi), Dir: fi.IsDir(), ModTime: fi.ModTime()})
+	}
+	slices.SortFunc(out, func(a, b FileInfo) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+func (s *DirService) Stat(ctx context.Context, p string) (FileInfo, string, error) {
+	p, err := CleanPath(p, false)
+	if err != nil {
+		return FileInfo{}, "", err
+	}
+	f, err := s.root.Open(p)
+	if err != nil {
+		return FileInfo{}, "", rootErr(p, err)
+	}
+	defer f.Close()
+	return describe(ctx, p, f)
+}
+
+func (s *DirService) Delete(ctx context.Context, p string) error {
+	p, err := CleanPath(p, false)
+	if err != nil {
+		return err
+	}
+	fi, err := s.root.Lstat(p)
+	if err != nil {
+		return rootErr(p, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%w: %s is a directory", ErrInvalidPath, p)
+	}
+	if err := s.root.Remove(p); err != nil {
+		return rootErr(p, err)
+	}
+	return nil
+}
+
+// describe returns the info and SHA-256 of the open file f.
+func describe(ctx context.Context, p string, f *os.File) (FileInfo, string, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return FileInfo{}, "", rootErr(p, err)
+	}
+	info := FileInfo{Path: p, Size: sizeOf(fi), Dir: fi.IsDir(), ModTime: fi.ModTime()}
+	if fi.IsDir() {
+		return info, "", nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		return FileInfo{}, "", fmt.Errorf("fileserver: hash %s: %w", p, err)
+	}
+	return info, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func sizeOf(fi fs.FileInfo) int64 {
+	if fi.IsDir() {
+		return 0
+	}
+	return fi.Size()
+}
+
+func hashEqual(h hash.Hash, want []byte) bool { return bytes.Equal(h.Sum(nil), want) }
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
