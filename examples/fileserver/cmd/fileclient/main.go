@@ -1,0 +1,191 @@
+// Command fileclient talks to FileSrv through framework.Dial:
+//
+//	fileclient [--etcd ADDRS] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/svckit/svckit/examples/fileserver"
+	pb "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+const usage = "usage: fileclient [--etcd ADDRS] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fileclient:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := framework.DefaultConfig()
+	if err := cfg.ApplyEnv(nil); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("fileclient", flag.ContinueOnError)
+	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
+	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole command")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a := fs.Args()
+	if len(a) == 0 {
+		return errors.New(usage)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	cc, err := framework.Dial(ctx, "fileserver",
+		framework.WithEtcd(naming.ClientConfig{Endpoints: strings.Split(*etcd, ",")}),
+		framework.WithPrefix(*prefix),
+		framework.WithIdempotent("/"+pb.FileService_ServiceDesc.ServiceName+"/List",
+			"/"+pb.FileService_ServiceDesc.ServiceName+"/Stat",
+			"/"+pb.FileService_ServiceDesc.ServiceName+"/Delete"),
+		framework.WithGRPCDialOption(grpcCallSizes()...))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	c := fileserver.NewClient(cc)
+
+	switch {
+	case a[0] == "put" && len(a) == 3:
+		return put(ctx, c, a[1], a[2])
+	case a[0] == "get" && len(a) == 3:
+		return get(ctx, c, a[1], a[2])
+	case a[0] == "ls" && len(a) <= 2:
+		dir := ""
+		if len(a) == 2 {
+			dir = a[1]
+		}
+		es, err := c.List(ctx, dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			kind := "f"
+			if e.Dir {
+				kind = "d"
+			}
+			fmt.Printf("%s %12d %s %s\n", kind, e.Size, e.ModTime.UTC().Format(time.RFC3339), e.Path)
+		}
+		return nil
+	case a[0] == "stat" && len(a) == 2:
+		info, sum, err := c.Stat(ctx, a[1])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s %d %s %s\n", info.Path, info.Size, info.ModTime.UTC().Format(time.RFC3339), sum)
+		return nil
+	case a[0] == "rm" && len(a) == 2:
+		return c.Delete(ctx, a[1])
+	}
+	return errors.New(usage)
+}
+
+func put(ctx context.Context, c *fileserver.Client, local, remote string) error {
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	p := newProgress("put "+remote, size)
+	info, err := c.Put(ctx, remote, f, size, hex.EncodeToString(h.Sum(nil)), func(n int64) { p.update(n) })
+	p.done()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s %d bytes\n", info.Path, info.Size)
+	return nil
+}
+
+// get writes to a temporary file beside local and renames it once the
+// checksum is verified: no partial file appears under the local name.
+func get(ctx context.Context, c *fileserver.Client, remote, local string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".part-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	p := newProgress("get "+remote, 0)
+	info, err := c.Get(ctx, remote, tmp, func(done, total int64) { p.total = total; p.update(done) })
+	p.done()
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), local); err != nil {
+		return err
+	}
+	fmt.Printf("%s %d bytes\n", local, info.Size)
+	return nil
+}
+
+// progress draws a bar on stderr when it is a terminal, and nothing
+// otherwise.
+type progress struct {
+	label string
+	total int64
+	tty   bool
+	last  time.Time
+}
+
+func newProgress(label string, total int64) *progress {
+	fi, err := os.Stderr.Stat()
+	return &progress{label: label, total: total, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) update(n int64) {
+	if !p.tty || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	pct := 0.0
+	if p.total > 0 {
+		pct = 100 * float64(n) / float64(p.total)
+	}
+	bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
+	fmt.Fprintf(os.Stderr, "\r%s [%s] %5.1f%% %d/%d", p.label, bar, pct, n, p.total)
+}
+
+func (p *progress) done() {
+	if p.tty && !p.last.IsZero() {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+// grpcCallSizes lets a download chunk through.
+func grpcCallSizes() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk + (64 << 10)))}
+}
