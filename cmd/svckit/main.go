@@ -1,5 +1,5 @@
-// Command svckit is the svckit command line: a development etcd today; `new`,
-// `ls` and `demo` join it as they are built.
+// Command svckit is the svckit command line: a development etcd, a listing
+// of registered instances, and a demo of FileSrv under faults.
 package main
 
 import (
@@ -13,13 +13,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework/etcdtest"
 )
 
 const usage = `usage: svckit COMMAND [flags]
 
 commands:
+  demo    run etcd, three FileSrv instances and a client; stop one, kill one; report
   etcd    run a single-member development etcd (embedded, no install needed)
+  ls      list registered services and instances
 `
 
 func main() {
@@ -37,6 +40,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "etcd":
 		return runEtcd(ctx, args[1:], stdout, stderr)
+	case "ls":
+		return runLs(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case demoInstance: // a demo instance, re-executed by runDemo
+		return fileserver.Main(args[1:], "demo")
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/svckit/svckit/examples/fileserver"
+	pb "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/logsink"
+)
+
+// demoInstance is the hidden command under which the demo re-executes this
+// binary as a FileSrv instance.
+const demoInstance = "__demo-fileserver"
+
+var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
+
+// child is a FileSrv instance run as a child process.
+type child struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *logsink.Buffer
+	addr   string
+	exited chan struct{}
+	err    error
+}
+
+func startChild(name, exe, etcd, root string) (*child, error) {
+	cmd := exec.Command(exe, demoInstance, "--etcd", etcd, "--root", root, "--ttl", "2s", "--listen", "127.0.0.1:0")
+	out := &logsink.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, out: out, exited: make(chan struct{})}
+	go func() { c.err = cmd.Wait(); close(c.exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := servingRE.FindStringSubmatch(out.String()); m != nil {
+			c.addr = m[1]
+			return c, nil
+		}
+		select {
+		case <-c.exited:
+			return nil, fmt.Errorf("%s exited: %v: %s", name, c.err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-c.exited
+			return nil, fmt.Errorf("%s not serving after 30s", name)
+		}
+	}
+}
+
+// stop ends the child with sig and waits for it.
+func (c *child) stop(sig syscall.Signal) int {
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// peers counts calls per server address.
+type peers struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (p *peers) add(a *peer.Peer) {
+	if a.Addr == nil {
+		return
+	}
+	p.mu.Lock()
+	p.n[a.Addr.String()]++
+	p.mu.Unlock()
+}
+
+func (p *peers) unary() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var pr peer.Peer
+		err := inv(ctx, method, req, reply, cc, append(opts, grpc.Peer(&pr))...)
+		p.add(&pr)
+		return err
+	}
+}
+
+func (p *peers) stream() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, d *grpc.StreamDesc, cc *grpc.ClientConn, method string, s grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		pr := &peer.Peer{}
+		cs, err := s(ctx, d, cc, method, append(opts, grpc.Peer(pr))...)
+		if err != nil {
+			return nil, err
+		}
+		return &countedStream{ClientStream: cs, p: p, pr: pr}, nil
+	}
+}
+
+type countedStream struct {
+	grpc.ClientStream
+	p    *peers
+	pr   *peer.Peer
+	once sync.Once
+}
+
+func (s *countedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil || s.ClientStream.Context().Err() != nil {
+		s.once.Do(func() { s.p.add(s.pr) })
+	}
+	return err
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("svckit demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 20*time.Second, "how long the client runs (at least 3s)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *duration < 3*time.Second {
+		return fmt.Errorf("--duration %s: at least 3s", *duration)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	say := func(format string, a ...any) {
+		fmt.Fprintf(stdout, "%6.2fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
+	}
+
+	etcd, err := etcdtest.New(etcdtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	root, err := os.MkdirTemp("", "svckit-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	say("etcd serving on %s (embedded); FileSrv root %s", etcd.Endpoint(0), root)
+
+	var children []*child
+	defer func() {
+		for _, c := range children {
+			c.stop(syscall.SIGTERM)
+		}
+	}()
+	for i := range 3 {
+		c, err := startChild(fmt.Sprintf("fileserver-%d", i+1), exe, etcd.Endpoint(0), root)
+		if err != nil {
+			return err
+		}
+		children = append(children, c)
+		say("%s serving on %s, registered in etcd", c.name, c.addr)
+	}
+
+	counts := &peers{n: map[string]int{}}
+	dctx, cancel := context.WithTimeout(ctx, *duration+30*time.Second)
+	defer cancel()
+	svc := pb.FileService_ServiceDesc.ServiceName
+	cc, err := framework.Dial(dctx, "fileserver",
+		framework.WithEtcd(naming.ClientConfig{Endpoints: etcd.Endpoints(), Logger: slog.New(slog.DiscardHandler)}),
+		framework.WithDialLogger(slog.New(slog.DiscardHandler)),
+		framework.WithIdempotent("/"+svc+"/List", "/"+svc+"/Stat", "/"+svc+"/Delete"),
+		framework.WithClientInterceptors([]grpc.UnaryClientInterceptor{counts.unary()}, []grpc.StreamClientInterceptor{counts.stream()}),
+		framework.WithGRPCDialOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk+(64<<10)))))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	client := fileserver.NewClient(cc)
+	say("client dialled etcd:///services/fileserver (p2c_ewma); uploading and downloading with checksums")
+
+	var ops, failures, retries int
+	var verified int64
+	stopAt := start.Add(*duration)
+	graceful, kill := start.Add(*duration*3/10), start.Add(*duration*55/100)
+	for i := 0; time.Now().Before(stopAt); i++ {
+		switch {
+		case !graceful.IsZero() && time.Now().After(graceful):
+			graceful = time.Time{}
+			c := children[0]
+			say("SIGTERM %s (graceful: deregister, drain, exit)", c.name)
+			code := c.stop(syscall.SIGTERM)
+			say("%s exited with code %d", c.name, code)
+			children = children[1:]
+		case !kill.IsZero() && time.Now().After(kill):
+			kill = time.Time{}
+			c := children[0]
+			say("SIGKILL %s (abrupt: its record stays until the lease expires)", c.name)
+			c.stop(syscall.SIGKILL)
+			children = children[1:]
+			nc, err := startChild(c.name+"-restarted", exe, etcd.Endpoint(0), root)
+			if err != nil {
+				return err
+			}
+			children = append(children, nc)
+			say("%s serving on %s", nc.name, nc.addr)
+		}
+		n, r, err := roundTrip(dctx, client, i)
+		ops++
+		retries += r
+		if err != nil {
+			failures++
+			say("operation %d failed: %v", i, err)
+			continue
+		}
+		verified += n
+	}
+
+	say("done: %d put+get round trips, %d retries, failures: %d, %d bytes verified", ops, retries, failures, verified)
+	counts.mu.Lock()
+	addrs := make([]string, 0, len(counts.n))
+	total := 0
+	for a, n := range counts.n {
+		addrs = append(addrs, a)
+		total += n
+	}
+	slices.Sort(addrs)
+	for _, a := range addrs {
+		fmt.Fprintf(stdout, "        %-22s %5d calls (%4.1f%%)\n", a, counts.n[a], 100*float64(counts.n[a])/float64(max(total, 1)))
+	}
+	counts.mu.Unlock()
+	if failures > 0 {
+		return fmt.Errorf("%d of %d operations failed", failures, ops)
+	}
+	return nil
+}
+
+// roundTrip uploads a random file, downloads it and compares; an upload
+// cut by a dying instance is sent again (uploads are atomic, so a retry is
+// safe). It returns the bytes verified and the retries made.
+func roundTrip(ctx context.Context, c *fileserver.Client, i int) (int64, int, error) {
+	size := 64<<10 + i%16*(60<<10)
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	h := sha256.Sum256(data)
+	sum := hex.EncodeToString(h[:])
+	path := fmt.Sprintf("demo/file-%03d.bin", i%50)
+	retries := 0
+	for attempt := 0; ; attempt++ {
+		_, err := c.Put(ctx, path, bytes.NewReader(data), int64(size), sum, nil)
+		if err == nil {
+			break
+		}
+		if code := status.Code(err); attempt == 4 || code != codes.Unavailable && code != codes.Canceled && code != codes.Unknown {
+			return 0, retries, fmt.Errorf("put %s: %w", path, err)
+		}
+		retries++
+	}
+	var got bytes.Buffer
+	if _, err := c.Get(ctx, path, &got, nil); err != nil {
+		return 0, retries, fmt.Errorf("get %s: %w", path, err)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		// Another round trip of the same path may have replaced it.
+		if g := sha256.Sum256(got.Bytes()); hex.EncodeToString(g[:]) == sum {
+			return 0, retries, errors.New("impossible: equal sums, different bytes")
+		}
+		return 0, retries, fmt.Errorf("get %s: bytes differ", path)
+	}
+	return int64(size), retries, nil
+}

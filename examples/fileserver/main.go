@@ -1,0 +1,69 @@
+package fileserver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/observe"
+)
+
+// Main is the fileserver command: the standard svckit flags (see
+// docs/configuration.md) plus --root, --max-file-size and --version. It
+// serves until SIGINT or SIGTERM and returns nil after a clean stop. The
+// fileserver binary and `svckit demo`'s instances both run it.
+func Main(args []string, version string) error {
+	cfg := framework.DefaultConfig()
+	if err := cfg.ApplyEnv(nil); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("fileserver", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	root := fs.String("root", "", "directory to serve (required)")
+	maxSize := fs.Int64("max-file-size", 1<<30, "largest file accepted, in bytes")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *showVersion {
+		fmt.Println("fileserver", version)
+		return nil
+	}
+	if *root == "" {
+		return errors.New("--root is required")
+	}
+	if *maxSize <= 0 {
+		return fmt.Errorf("--max-file-size %d: must be positive", *maxSize)
+	}
+	ctx := context.Background()
+	tr, err := observe.NewTracing(ctx, "fileserver")
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown(context.Background())
+
+	svc, err := NewDirService(*root, *maxSize)
+	if err != nil {
+		return fmt.Errorf("--root: %w", err)
+	}
+	defer svc.Close()
+	app, err := framework.New("fileserver",
+		framework.WithConfig(cfg),
+		framework.WithVersion(version),
+		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
+		framework.WithTracerProvider(tr.TracerProvider()),
+		// Room for a chunk and its envelope.
+		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20))
+	if err != nil {
+		return err
+	}
+	Register(app.GRPC(), svc, MakeEndpoints(svc))
+	return app.Run(ctx)
+}
