@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,4 +98,43 @@ func TestBadArguments(t *testing.T) {
 			t.Errorf("%v: have nil error", args)
 		}
 	}
+}
+
+func TestLsShowsInstancesComeAndGo(t *testing.T) {
+	c := etcdtest.Start(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	var kids []*child
+	for i := range 3 {
+		k, err := startChild(fmt.Sprintf("fs-%d", i), exe, c.Endpoint(0), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kids = append(kids, k)
+		t.Cleanup(func() { k.stop(syscall.SIGKILL) })
+	}
+	ls := func() string {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"ls", "--etcd", c.Endpoint(0), "fileserver"}, &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	have := ls()
+	for _, k := range kids {
+		if !strings.Contains(have, k.addr) {
+			t.Fatalf("ls lacks %s:\n%s", k.addr, have)
+		}
+	}
+	if code := kids[0].stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d", code)
+	}
+	have = ls()
+	if strings.Contains(have, kids[0].addr) || strings.Count(have, "fileserver") != 2 {
+		t.Fatalf("after SIGTERM of %s, ls shows:\n%s", kids[0].addr, have)
+	}
+	t.Logf("after SIGTERM:\n%s", have)
 }

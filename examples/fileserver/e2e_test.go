@@ -270,3 +270,48 @@ func TestInterruptedPutLeavesNothing(t *testing.T) {
 		t.Fatalf("stat after an interrupted put: %d %s", code, out)
 	}
 }
+
+func TestRefusalsCarryTheRightCode(t *testing.T) {
+	c := etcdtest.Start(t)
+	etcd := c.Endpoint(0)
+	root, work, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(serverBin, "--etcd", etcd, "--root", root, "--max-file-size", "1000", "--listen", "127.0.0.1:0")
+	out := &logsink.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	poll.Until(t, 30*time.Second, "fileserver serving", func() bool { return servingRE.MatchString(out.String()) })
+	big := randomFile(t, work, "big", 2000)
+	small := randomFile(t, work, "small", 10)
+	for _, tc := range []struct {
+		args []string
+		code string
+	}{
+		{[]string{"get", "../x", filepath.Join(work, "o1")}, "InvalidArgument"},
+		{[]string{"get", "/etc/passwd", filepath.Join(work, "o2")}, "InvalidArgument"},
+		{[]string{"stat", "escape/secret"}, "InvalidArgument"},
+		{[]string{"put", small, "escape/new"}, "InvalidArgument"},
+		{[]string{"put", small, "../new"}, "InvalidArgument"},
+		{[]string{"put", big, "big"}, "ResourceExhausted"},
+		{[]string{"stat", "missing"}, "NotFound"},
+	} {
+		o, code := client(t, etcd, tc.args...)
+		if code == 0 || !strings.Contains(o, "code = "+tc.code) {
+			t.Errorf("%v: exit %d, %q; want %s", tc.args, code, o, tc.code)
+		}
+	}
+	if e := entries(t, outside); len(e) != 1 {
+		t.Errorf("outside the root: %v", e)
+	}
+	if e := visible(t, root); len(e) != 1 || e[0] != "escape" {
+		t.Errorf("inside the root: %v, want only the symlink", e)
+	}
+}

@@ -194,3 +194,37 @@ func TestConcurrentUploadsOfOnePathNeverMix(t *testing.T) {
 	}
 	t.Fatalf("stored file %s matches none of the uploads: mixed", h)
 }
+
+func FuzzCleanPath(f *testing.F) {
+	for _, s := range []string{"a", "a/b/c", "./a", "a//b", "../a", "a/../../b", "/abs", "a\x00b", `a\b`, "", ".", "..", ".upload-x", "d/.upload-1.tmp/x", "é/ü", "a/./b/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		for _, allowRoot := range []bool{false, true} {
+			c, err := fileserver.CleanPath(p, allowRoot)
+			if err != nil {
+				if !errors.Is(err, fileserver.ErrInvalidPath) {
+					t.Fatalf("CleanPath(%q): error %v does not wrap ErrInvalidPath", p, err)
+				}
+				continue
+			}
+			if c == "" {
+				if !allowRoot {
+					t.Fatalf("CleanPath(%q) gave the root without allowRoot", p)
+				}
+				continue
+			}
+			if !filepath.IsLocal(c) || strings.ContainsRune(c, 0) || strings.Contains(c, `\`) {
+				t.Fatalf("CleanPath(%q) = %q is not a local path", p, c)
+			}
+			if again, err := fileserver.CleanPath(c, allowRoot); err != nil || again != c {
+				t.Fatalf("CleanPath not idempotent on %q: %q, %v", c, again, err)
+			}
+			for _, el := range strings.Split(c, "/") {
+				if el == ".." || el == "." || el == "" || strings.HasPrefix(el, ".upload-") {
+					t.Fatalf("CleanPath(%q) = %q has element %q", p, c, el)
+				}
+			}
+		}
+	})
+}
