@@ -15,6 +15,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -58,6 +59,43 @@ type Service interface {
 type DirService struct {
 	root    *os.Root
 	maxSize int64
+	sums    sumCache
+}
+
+// sumCache remembers the SHA-256 of files by path, size and modification
+// time, so that Stat and Download do not hash an unchanged file again. It
+// is per instance; another instance sharing the root hashes once itself.
+type sumCache struct {
+	mu sync.Mutex
+	m  map[string]cachedSum
+}
+
+type cachedSum struct {
+	size int64
+	mod  time.Time
+	sum  string
+}
+
+// maxCachedSums bounds the cache; past it, the cache starts again empty.
+const maxCachedSums = 10_000
+
+func (c *sumCache) get(p string, fi fs.FileInfo) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[p]
+	if !ok || e.size != fi.Size() || !e.mod.Equal(fi.ModTime()) {
+		return "", false
+	}
+	return e.sum, true
+}
+
+func (c *sumCache) put(p string, fi fs.FileInfo, sum string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedSums {
+		c.m = make(map[string]cachedSum)
+	}
+	c.m[p] = cachedSum{size: fi.Size(), mod: fi.ModTime(), sum: sum}
 }
 
 var _ Service = (*DirService)(nil)
@@ -158,7 +196,9 @@ func (s *DirService) Upload(ctx context.Context, p string, size int64, sum strin
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size+1))
+	// Chunk-sized writes: io.Copy's 32 KiB buffer made eight times the
+	// write calls.
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size+1), make([]byte, 1<<20))
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("fileserver: upload %s: %w", p, err)
 	}
@@ -179,6 +219,7 @@ func (s *DirService) Upload(ctx context.Context, p string, size int64, sum strin
 	if err != nil {
 		return FileInfo{}, rootErr(p, err)
 	}
+	s.sums.put(p, fi, sum)
 	return FileInfo{Path: p, Size: sizeOf(fi), ModTime: fi.ModTime()}, nil
 }
 
@@ -191,7 +232,7 @@ func (s *DirService) Open(ctx context.Context, p string) (io.ReadSeekCloser, Fil
 	if err != nil {
 		return nil, FileInfo{}, "", rootErr(p, err)
 	}
-	info, sum, err := describe(ctx, p, f)
+	info, sum, err := s.describe(ctx, p, f)
 	if err != nil {
 		_ = f.Close()
 		return nil, FileInfo{}, "", err
@@ -242,7 +283,7 @@ func (s *DirService) Stat(ctx context.Context, p string) (FileInfo, string, erro
 		return FileInfo{}, "", rootErr(p, err)
 	}
 	defer f.Close()
-	return describe(ctx, p, f)
+	return s.describe(ctx, p, f)
 }
 
 func (s *DirService) Delete(ctx context.Context, p string) error {
@@ -264,7 +305,7 @@ func (s *DirService) Delete(ctx context.Context, p string) error {
 }
 
 // describe returns the info and SHA-256 of the open file f.
-func describe(ctx context.Context, p string, f *os.File) (FileInfo, string, error) {
+func (s *DirService) describe(ctx context.Context, p string, f *os.File) (FileInfo, string, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return FileInfo{}, "", rootErr(p, err)
@@ -273,11 +314,16 @@ func describe(ctx context.Context, p string, f *os.File) (FileInfo, string, erro
 	if fi.IsDir() {
 		return info, "", nil
 	}
+	if sum, ok := s.sums.get(p, fi); ok {
+		return info, sum, nil
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return FileInfo{}, "", fmt.Errorf("fileserver: hash %s: %w", p, err)
 	}
-	return info, hex.EncodeToString(h.Sum(nil)), nil
+	sum := hex.EncodeToString(h.Sum(nil))
+	s.sums.put(p, fi, sum)
+	return info, sum, nil
 }
 
 func sizeOf(fi fs.FileInfo) int64 {
