@@ -23,6 +23,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
@@ -77,7 +80,8 @@ func WithoutWait() DialOption { return func(o *dialOptions) { o.wait = false } }
 
 // WithIdempotent marks methods ("/pkg.Svc/Method") or whole services
 // ("pkg.Svc") as safe to retry on UNAVAILABLE, up to 3 attempts. The health
-// service's Check is always retried.
+// service's Check, and every method whose proto declares idempotency_level
+// IDEMPOTENT or NO_SIDE_EFFECTS, are always retried.
 func WithIdempotent(names ...string) DialOption {
 	return func(o *dialOptions) { o.idempotent = append(o.idempotent, names...) }
 }
@@ -233,6 +237,9 @@ func serviceConfig(o dialOptions) (string, error) {
 		"retryableStatusCodes": []string{"UNAVAILABLE"},
 	}
 	names := []name{{Service: healthpb.Health_ServiceDesc.ServiceName, Method: "Check"}}
+	for _, m := range idempotentByContract() {
+		names = append(names, name{Service: m[0], Method: m[1]})
+	}
 	if o.retryAll {
 		names = []name{{}}
 	}
@@ -252,6 +259,33 @@ func serviceConfig(o dialOptions) (string, error) {
 	b, err := json.Marshal(sc)
 	return string(b), err
 }
+
+// idempotentByContract lists, once, the methods of every protobuf service
+// linked into the program whose proto says idempotency_level IDEMPOTENT or
+// NO_SIDE_EFFECTS: safe to retry by their own contract.
+var idempotentByContract = sync.OnceValue(func() [][2]string {
+	var out [][2]string
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		svcs := fd.Services()
+		for i := range svcs.Len() {
+			sd := svcs.Get(i)
+			ms := sd.Methods()
+			for j := range ms.Len() {
+				md := ms.Get(j)
+				opts, ok := md.Options().(*descriptorpb.MethodOptions)
+				if !ok {
+					continue
+				}
+				switch opts.GetIdempotencyLevel() {
+				case descriptorpb.MethodOptions_IDEMPOTENT, descriptorpb.MethodOptions_NO_SIDE_EFFECTS:
+					out = append(out, [2]string{string(sd.FullName()), string(md.Name())})
+				}
+			}
+		}
+		return true
+	})
+	return out
+})
 
 // sharedResolver is the resolver.Builder of one connection: it borrows the
 // process's shared etcd client and naming.Builder for its etcd

@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	pb "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
@@ -187,11 +186,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	counts := &peers{n: map[string]int{}}
 	dctx, cancel := context.WithTimeout(ctx, *duration+30*time.Second)
 	defer cancel()
-	svc := pb.FileService_ServiceDesc.ServiceName
 	cc, err := framework.Dial(dctx, "fileserver",
 		framework.WithEtcd(naming.ClientConfig{Endpoints: etcd.Endpoints(), Logger: slog.New(slog.DiscardHandler)}),
 		framework.WithDialLogger(slog.New(slog.DiscardHandler)),
-		framework.WithIdempotent("/"+svc+"/List", "/"+svc+"/Stat", "/"+svc+"/Delete"),
 		framework.WithClientInterceptors([]grpc.UnaryClientInterceptor{counts.unary()}, []grpc.StreamClientInterceptor{counts.stream()}),
 		framework.WithGRPCDialOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk+(64<<10)))))
 	if err != nil {

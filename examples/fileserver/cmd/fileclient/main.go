@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	pb "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/naming"
 )
@@ -54,9 +53,6 @@ func run(args []string) error {
 	cc, err := framework.Dial(ctx, "fileserver",
 		framework.WithEtcd(naming.ClientConfig{Endpoints: strings.Split(*etcd, ",")}),
 		framework.WithPrefix(*prefix),
-		framework.WithIdempotent("/"+pb.FileService_ServiceDesc.ServiceName+"/List",
-			"/"+pb.FileService_ServiceDesc.ServiceName+"/Stat",
-			"/"+pb.FileService_ServiceDesc.ServiceName+"/Delete"),
 		framework.WithGRPCDialOption(grpcCallSizes()...))
 	if err != nil {
 		return err
