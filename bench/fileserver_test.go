@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -45,12 +46,10 @@ func randomSource(b *testing.B) string {
 // both ends with /sha256).
 func BenchmarkTCPCopy(b *testing.B) {
 	src := randomSource(b)
-	for _, withSum := range []bool{false, true} {
-		name := "raw"
-		if withSum {
-			name = "sha256"
-		}
-		b.Run(name, func(b *testing.B) {
+	dir := b.TempDir()
+	for _, mode := range []string{"raw", "sha256", "sha256+fsync"} {
+		withSum, toDisk := mode != "raw", mode == "sha256+fsync"
+		b.Run(mode, func(b *testing.B) {
 			b.SetBytes(fileSize)
 			for range b.N {
 				lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,6 +67,20 @@ func BenchmarkTCPCopy(b *testing.B) {
 					var w io.Writer = io.Discard
 					if withSum {
 						w = sha256.New()
+					}
+					if toDisk {
+						f, err := os.Create(filepath.Join(dir, "dst.bin"))
+						if err != nil {
+							done <- err
+							return
+						}
+						defer f.Close()
+						w = io.MultiWriter(w, f)
+						if _, err = io.CopyBuffer(w, c, make([]byte, 1<<20)); err == nil {
+							err = f.Sync()
+						}
+						done <- err
+						return
 					}
 					_, err = io.Copy(w, c)
 					done <- err
@@ -123,7 +136,8 @@ func BenchmarkFileSrv(b *testing.B) {
 	quiet := slog.New(slog.DiscardHandler)
 	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithoutSignals(),
 		framework.WithPropagationDelay(0), framework.WithLogger(quiet),
-		framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20))
+		framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20),
+		framework.WithServerOption(fileserver.ServerWindows()...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +154,7 @@ func BenchmarkFileSrv(b *testing.B) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer dcancel()
 	cc, err := framework.Dial(dctx, "fileserver", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet}),
-		framework.WithDialLogger(quiet))
+		framework.WithDialLogger(quiet), framework.WithGRPCDialOption(fileserver.ClientWindows()...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,6 +162,7 @@ func BenchmarkFileSrv(b *testing.B) {
 	client := fileserver.NewClient(cc)
 
 	b.Run("upload", func(b *testing.B) {
+		defer reportPeakHeap(b)()
 		b.SetBytes(fileSize)
 		for range b.N {
 			f, err := os.Open(src)
@@ -161,6 +176,7 @@ func BenchmarkFileSrv(b *testing.B) {
 		}
 	})
 	b.Run("download", func(b *testing.B) {
+		defer reportPeakHeap(b)()
 		b.SetBytes(fileSize)
 		for range b.N {
 			// Get verifies the SHA-256 itself.
@@ -173,4 +189,31 @@ func BenchmarkFileSrv(b *testing.B) {
 			}
 		}
 	})
+}
+
+// reportPeakHeap samples the heap in use every 5 ms until the returned func
+// is called, and reports the peak (client and server share this process).
+func reportPeakHeap(b *testing.B) func() {
+	stop := make(chan struct{})
+	done := make(chan uint64)
+	go func() {
+		var peak uint64
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			peak = max(peak, m.HeapInuse)
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		b.ReportMetric(float64(<-done)/(1<<20), "MiB-peak-heap")
+	}
 }

@@ -60,7 +60,8 @@ func Main(args []string, version string) error {
 		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
 		framework.WithTracerProvider(tr.TracerProvider()),
 		// Room for a chunk and its envelope.
-		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20))
+		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20),
+		framework.WithServerOption(ServerWindows()...))
 	if err != nil {
 		return err
 	}

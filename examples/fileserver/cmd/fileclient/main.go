@@ -183,5 +183,5 @@ func (p *progress) done() {
 
 // grpcCallSizes lets a download chunk through.
 func grpcCallSizes() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk + (64 << 10)))}
+	return append(fileserver.ClientWindows(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk+(64<<10))))
 }
