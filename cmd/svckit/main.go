@@ -1,5 +1,6 @@
 // Command svckit is the svckit command line: a development etcd, a listing
-// of registered instances, and a demo of FileSrv under faults.
+// of registered instances, a demo of FileSrv under faults, and the
+// scaffolding of new services.
 package main
 
 import (
@@ -22,7 +23,9 @@ const usage = `usage: svckit COMMAND [flags]
 commands:
   demo    run etcd, three FileSrv instances and a client; stop one, kill one; report
   etcd    run a single-member development etcd (embedded, no install needed)
+  gen     regenerate Go code from proto/ of a service (no protoc)
   ls      list registered services and instances
+  new     scaffold a service: svckit new NAME [--module PATH] [--dir DIR] [--template DIR] [--force]
 `
 
 func main() {
@@ -44,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLs(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "new":
+		return runNew(ctx, args[1:], stdout, stderr)
+	case "gen":
+		return runGen(ctx, args[1:], stdout)
 	case demoInstance: // a demo instance, re-executed by runDemo
 		return fileserver.Main(args[1:], "demo")
 	case "help", "-h", "--help":

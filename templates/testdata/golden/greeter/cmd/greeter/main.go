@@ -1,0 +1,62 @@
+// Command greeter serves the greeter service on framework.App, with the
+// standard svckit flags and --version.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	greeter "example.com/greeter"
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/observe"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "greeter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := framework.DefaultConfig()
+	if err := cfg.ApplyEnv(nil); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("greeter", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *showVersion {
+		fmt.Println("greeter", version)
+		return nil
+	}
+	ctx := context.Background()
+	tr, err := observe.NewTracing(ctx, "greeter")
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown(context.Background())
+	app, err := framework.New("greeter",
+		framework.WithConfig(cfg),
+		framework.WithVersion(version),
+		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
+		framework.WithTracerProvider(tr.TracerProvider()))
+	if err != nil {
+		return err
+	}
+	greeter.Register(app.GRPC(), greeter.MakeEndpoints(greeter.New()))
+	return app.Run(ctx)
+}

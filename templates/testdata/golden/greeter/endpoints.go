@@ -1,0 +1,35 @@
+package greeter
+
+import (
+	"context"
+
+	"github.com/go-kit/kit/endpoint"
+)
+
+// Endpoints are the service's methods as go-kit endpoints.
+type Endpoints struct {
+	Hello endpoint.Endpoint
+}
+
+// HelloRequest and HelloResponse are the Hello endpoint's messages.
+type (
+	HelloRequest  struct{ Name string }
+	HelloResponse struct{ Message string }
+)
+
+// MakeEndpoints returns the endpoints of s, each wrapped in mw (outermost
+// first).
+func MakeEndpoints(s Service, mw ...endpoint.Middleware) Endpoints {
+	wrap := func(e endpoint.Endpoint) endpoint.Endpoint {
+		if len(mw) == 0 {
+			return e
+		}
+		return endpoint.Chain(mw[0], mw[1:]...)(e)
+	}
+	return Endpoints{
+		Hello: wrap(func(ctx context.Context, req any) (any, error) {
+			msg, err := s.Hello(ctx, req.(HelloRequest).Name)
+			return HelloResponse{Message: msg}, err
+		}),
+	}
+}
