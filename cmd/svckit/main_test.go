@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,7 +162,11 @@ func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if o, err := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "gofmt"), "-l", dir).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
+	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.CommandContext(ctx, filepath.Join(strings.TrimSpace(string(goroot)), "bin", "gofmt"), "-l", dir).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
 		t.Fatalf("gofmt -l: %v %s", err, o)
 	}
 	// `go generate` regenerates the same code without protoc.
