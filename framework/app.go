@@ -113,6 +113,13 @@ func New(name string, opts ...Option) (*App, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
+	if cfg.TLSCert != "" {
+		creds, err := ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("framework: %w", err)
+		}
+		sopts = append(sopts, grpc.Creds(creds))
+	}
 	sopts = append(sopts, o.serverOptions...)
 	a.grpc = grpc.NewServer(sopts...)
 	healthpb.RegisterHealthServer(a.grpc, a.health)

@@ -38,6 +38,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Prefix is the etcd key prefix. --prefix, SVCKIT_PREFIX.
 	Prefix string
+	// TLSCert and TLSKey are the server's PEM certificate and key; set,
+	// the gRPC server speaks TLS only. --tls-cert, --tls-key,
+	// SVCKIT_TLS_CERT, SVCKIT_TLS_KEY.
+	TLSCert, TLSKey string
+	// TLSCA, with TLSCert and TLSKey, makes the server require client
+	// certificates that chain to this PEM CA (mutual TLS). --tls-ca,
+	// SVCKIT_TLS_CA.
+	TLSCA string
 }
 
 // DefaultConfig returns the defaults of every setting.
@@ -83,6 +91,15 @@ var settings = []setting{
 	{"prefix", "SVCKIT_PREFIX", "etcd key prefix",
 		func(c *Config) string { return c.Prefix },
 		func(c *Config, v string) error { c.Prefix = v; return nil }},
+	{"tls-cert", "SVCKIT_TLS_CERT", "server TLS certificate, PEM (with --tls-key: TLS only)",
+		func(c *Config) string { return c.TLSCert },
+		func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"tls-key", "SVCKIT_TLS_KEY", "server TLS private key, PEM",
+		func(c *Config) string { return c.TLSKey },
+		func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)",
+		func(c *Config) string { return c.TLSCA },
+		func(c *Config, v string) error { c.TLSCA = v; return nil }},
 }
 
 // ApplyEnv overlays the variables that getenv returns (os.Getenv if nil) on
@@ -167,6 +184,12 @@ func (c Config) Validate() error {
 	}
 	if err := naming.ValidatePrefix(c.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("--prefix: %w", err))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-ca needs --tls-cert and --tls-key"))
 	}
 	return errors.Join(errs...)
 }
