@@ -20,7 +20,8 @@ type Config struct {
 	// Etcd lists the etcd endpoints. --etcd, SVCKIT_ETCD_ENDPOINTS.
 	Etcd []string
 	// EtcdUser authenticates to etcd. --etcd-user, SVCKIT_ETCD_USER. The
-	// password is read only from SVCKIT_ETCD_PASSWORD, never a flag.
+	// password is read only from SVCKIT_ETCD_PASSWORD or the file named by
+	// SVCKIT_ETCD_PASSWORD_FILE, never a flag (flags show in ps).
 	EtcdUser     string
 	etcdPassword string
 	// Listen is the gRPC listen address. --listen, SVCKIT_LISTEN.
@@ -116,6 +117,13 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		}
 	}
 	c.etcdPassword = getenv("SVCKIT_ETCD_PASSWORD")
+	if f := getenv("SVCKIT_ETCD_PASSWORD_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("SVCKIT_ETCD_PASSWORD_FILE: %w", err)
+		}
+		c.etcdPassword = strings.TrimRight(string(b), "\r\n")
+	}
 	return nil
 }
 
@@ -192,6 +200,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--tls-ca needs --tls-cert and --tls-key"))
 	}
 	return errors.Join(errs...)
+}
+
+// String describes c without the etcd password, also for %v and %+v.
+func (c Config) String() string {
+	pw := ""
+	if c.etcdPassword != "" {
+		pw = " etcd_password=<set>"
+	}
+	return fmt.Sprintf("etcd=%v etcd_user=%q%s listen=%s advertise=%q ttl=%s admin=%q shutdown_timeout=%s prefix=%s tls_cert=%q tls_key=%q tls_ca=%q",
+		c.Etcd, c.EtcdUser, pw, c.Listen, c.Advertise, c.TTL, c.Admin, c.ShutdownTimeout, c.Prefix, c.TLSCert, c.TLSKey, c.TLSCA)
 }
 
 // clientConfig returns the etcd client configuration of c.

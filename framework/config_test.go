@@ -1,6 +1,9 @@
 package framework_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -61,4 +64,37 @@ func TestParseConfigRejectsBadValuesNamingThem(t *testing.T) {
 			t.Errorf("%v: error spans lines: %q", tc.args, err)
 		}
 	}
+}
+
+func TestEtcdPasswordFromFileNeverShown(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(f, []byte("s3cret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SVCKIT_ETCD_USER": "alpha", "SVCKIT_ETCD_PASSWORD_FILE": f}
+	cfg, err := framework.ParseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%+v %v", cfg, cfg); strings.Contains(s, "s3cret") {
+		t.Fatalf("the password shows when the config is printed: %s", s)
+	}
+	env["SVCKIT_ETCD_PASSWORD_FILE"] = filepath.Join(t.TempDir(), "missing")
+	if _, err := framework.ParseConfig(nil, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "SVCKIT_ETCD_PASSWORD_FILE") {
+		t.Fatalf("missing password file: %v", err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{"--ttl 5s", "--listen 127.0.0.1:0 --admin 127.0.0.1:9090", "--etcd a:1,b:2", "--ttl", "--bogus", "--prefix x", "--tls-ca x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		cfg, err := framework.ParseConfig(strings.Fields(line), func(string) string { return "" })
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("ParseConfig accepted %q, Validate refuses it: %v", line, verr)
+			}
+		}
+	})
 }

@@ -122,3 +122,22 @@ func TestValidateService(t *testing.T) {
 		}
 	}
 }
+
+func FuzzValidators(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:80", "[::1]:443", "host:0", ":80", "0.0.0.0:1", "a/b", "svc", "-x", "h:99999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if err := naming.ValidateAddr(s); err == nil {
+			// A valid address makes a valid key and record.
+			if _, err := (naming.Record{Addr: s}).Encode(); err != nil {
+				t.Fatalf("ValidateAddr(%q) ok, Encode fails: %v", s, err)
+			}
+		} else if !errors.Is(err, naming.ErrInvalid) {
+			t.Fatalf("ValidateAddr error %v does not wrap ErrInvalid", err)
+		}
+		if err := naming.ValidateService(s); err == nil && strings.ContainsAny(s, "/ \x00") {
+			t.Fatalf("ValidateService accepted %q", s)
+		}
+	})
+}
