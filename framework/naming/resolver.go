@@ -420,6 +420,12 @@ func (w *watch) apply(entries map[string]resolver.Endpoint, kv *mvccpb.KeyValue)
 	w.applyDecoded(entries, string(kv.Key), decode(kv.Value))
 }
 
+// remove forgets key k after a delete event.
+func (w *watch) remove(k string) {
+	delete(w.entries, k)
+	delete(w.bad, k)
+}
+
 func (w *watch) applyDecoded(entries map[string]resolver.Endpoint, k string, d decoded) {
 	if d.err != nil {
 		delete(entries, k)
@@ -507,9 +513,7 @@ func (w *watch) watch(ctx context.Context) error {
 				case mvccpb.PUT:
 					w.apply(w.entries, ev.Kv)
 				case mvccpb.DELETE:
-					k := string(ev.Kv.Key)
-					delete(w.entries, k)
-					delete(w.bad, k)
+					w.remove(string(ev.Kv.Key))
 				}
 				dirty = true
 			}
