@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,7 +48,7 @@ type App struct {
 	ran      bool
 	stopping atomic.Bool
 
-	srvMetricsInit func()
+	srvMetrics *grpcprom.ServerMetrics
 }
 
 type actor struct {
@@ -131,7 +130,7 @@ func New(name string, opts ...Option) (*App, error) {
 		srvMetrics,
 		newRegistrarCollector(a),
 	)
-	a.srvMetricsInit = func() { srvMetrics.InitializeMetrics(a.grpc) }
+	a.srvMetrics = srvMetrics
 	return a, nil
 }
 
@@ -234,7 +233,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		a.admin = adminLis.Addr().String()
 	}
 	a.mu.Unlock()
-	a.srvMetricsInit()
+	a.srvMetrics.InitializeMetrics(a.grpc)
 
 	// hard is cancelled by a second signal: every wait in the shutdown is
 	// bounded by it.
@@ -370,7 +369,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 // newRegistrar builds the registrar of this instance.
 func (a *App) newRegistrar(cli *clientv3.Client, addr string) (Registrar, error) {
 	md := a.opts.metadata
-	md.InstanceID = instanceID()
+	md.InstanceID = rand.Text()
 	md.Version = a.opts.version
 	md.StartTime = time.Now().UTC().Truncate(time.Second)
 	for name := range a.grpc.GetServiceInfo() {
@@ -392,12 +391,6 @@ func (a *App) newRegistrar(cli *clientv3.Client, addr string) (Registrar, error)
 		return nil, fmt.Errorf("framework: %w", err)
 	}
 	return etcdRegistrar{r}, nil
-}
-
-func instanceID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func sinceSeconds(t time.Time) float64 { return time.Since(t).Seconds() }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -91,7 +90,7 @@ func (t *tracing) startServer(ctx context.Context, method string) (context.Conte
 // end records the outcome and ends span.
 func end(span trace.Span, err error) {
 	code := status.Code(err)
-	span.SetAttributes(attribute.String(string(semconv.RPCResponseStatusCodeKey), canonical(code)))
+	span.SetAttributes(semconv.RPCResponseStatusCode(canonical(code)))
 	if err != nil {
 		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
 	}

@@ -182,7 +182,7 @@ func (s *DirService) Upload(ctx context.Context, p string, size int64, sum strin
 			return FileInfo{}, rootErr(p, err)
 		}
 	}
-	tmp := path.Join(dir, tmpPrefix+randomHex()+".tmp")
+	tmp := path.Join(dir, tmpPrefix+rand.Text()+".tmp")
 	f, err := s.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return FileInfo{}, rootErr(p, err)
@@ -334,12 +334,6 @@ func sizeOf(fi fs.FileInfo) int64 {
 }
 
 func hashEqual(h hash.Hash, want []byte) bool { return bytes.Equal(h.Sum(nil), want) }
-
-func randomHex() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // ctxReader stops reading once ctx is done.
 type ctxReader struct {

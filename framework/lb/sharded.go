@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -83,7 +84,7 @@ func (b builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balan
 		name:       b.name,
 		policy:     b.newPolicy(),
 		stats:      resolver.NewEndpointMap[*endpointStats](),
-		subsetKey:  randomKey(),
+		subsetKey:  rand.Text(),
 		log:        slog.Default().With("component", "lb", "policy", b.name, "target", opts.Target.String()),
 	}
 	sb.child = endpointsharding.NewBalancer(sb, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})

@@ -1,8 +1,6 @@
 package lb
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	mrand "math/rand/v2"
 	"slices"
 
@@ -48,10 +46,4 @@ func shuffled(eps []resolver.Endpoint) []resolver.Endpoint {
 	out := slices.Clone(eps)
 	mrand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
-}
-
-func randomKey() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
