@@ -174,8 +174,8 @@ func TestHandlerPanicIsInternalAndServerKeepsServing(t *testing.T) {
 	if err := testsvc.Sleep(ctx, cc, 0); err != nil {
 		t.Fatalf("call after panics: %v", err)
 	}
-	if !strings.Contains(p.out.String(), "handler panic") || !strings.Contains(p.out.String(), "goroutine") {
-		t.Errorf("server log lacks the panic and its stack:\n%s", p.out)
+	if !strings.Contains(p.Output(), "handler panic") || !strings.Contains(p.Output(), "goroutine") {
+		t.Errorf("server log lacks the panic and its stack:\n%s", p.Output())
 	}
 }
 
@@ -256,7 +256,7 @@ func TestBadConfigurationFailsWithOneLineAndRegistersNothing(t *testing.T) {
 			if code := p.wait(t, 30*time.Second); code == 0 {
 				t.Fatalf("exit code 0 for %s", tc.name)
 			}
-			line := lastLine(p.out.String())
+			line := lastLine(p.Output())
 			if !strings.HasPrefix(line, "testserver:") || !strings.Contains(line, tc.want) {
 				t.Fatalf("last line %q does not name %q", line, tc.want)
 			}

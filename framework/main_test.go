@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/internal/logsink"
+	childproc "github.com/svckit/svckit/internal/proc"
 )
 
 // serverBin is the test server binary, built once by TestMain.
@@ -56,60 +56,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a test server running as a child process.
+// proc is the test server running as a child process.
 type proc struct {
-	cmd    *exec.Cmd
-	out    *logsink.Buffer
-	addr   string
-	admin  string
-	exited chan struct{}
-	err    error
+	*childproc.Proc
+	addr, admin string
 }
 
 var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
 
-// startProc starts the test server with args and env and, unless
-// wantServing is false, waits until it logs that it serves.
+// startProc starts the test server with args and env and waits until it
+// logs that it serves.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	p := launch(t, env, args...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := servingRE.FindStringSubmatch(p.out.String()); m != nil {
-			p.addr, p.admin = m[1], m[2]
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("test server exited before serving: %v\n%s", p.err, p.out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("test server not serving after 30s:\n%s", p.out)
-		}
-		time.Sleep(10 * time.Millisecond)
+	m, err := p.WaitFor(servingRE, 30*time.Second)
+	if err != nil {
+		t.Fatalf("test server: %v", err)
 	}
+	p.addr, p.admin = m[1], m[2]
+	return p
 }
 
 // launch starts the test server without waiting for it; it is killed at
 // cleanup if still running.
 func launch(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(serverBin, args...)
 	// The race runtime sleeps 1s at exit by default; the tests time exits.
-	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
-	out := &logsink.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start test server: %v", err)
+	pp, err := childproc.Start(serverBin, args, append([]string{"GORACE=atexit_sleep_ms=0"}, env...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	p := &proc{Proc: pp}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
+		p.Kill()
 		if t.Failed() {
-			t.Logf("test server %s output:\n%s", p.addr, p.out)
+			t.Logf("test server %s output:\n%s", p.addr, p.Output())
 		}
 	})
 	return p
@@ -117,7 +98,7 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 
 func (p *proc) signal(t *testing.T, s syscall.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(s); err != nil {
+	if err := p.Signal(s); err != nil {
 		t.Fatalf("signal %s: %v", s, err)
 	}
 }
@@ -125,13 +106,11 @@ func (p *proc) signal(t *testing.T, s syscall.Signal) {
 // wait waits for the process to exit within d and returns its exit code.
 func (p *proc) wait(t *testing.T, d time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.exited:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(d):
-		t.Fatalf("test server did not exit within %s:\n%s", d, p.out)
-		return -1
+	code, err := p.Wait(d)
+	if err != nil {
+		t.Fatalf("test server: %v:\n%s", err, p.Output())
 	}
+	return code
 }
 
 // lastLine returns the last non-empty line of s, where a failing main

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"sync"
@@ -27,7 +26,7 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/internal/logsink"
+	"github.com/svckit/svckit/internal/proc"
 )
 
 // demoInstance is the hidden command under which the demo re-executes this
@@ -38,53 +37,27 @@ var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
 
 // child is a FileSrv instance run as a child process.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *logsink.Buffer
-	addr   string
-	exited chan struct{}
-	err    error
+	*proc.Proc
+	name string
+	addr string
 }
 
 func startChild(name, exe, etcd, root string) (*child, error) {
-	cmd := exec.Command(exe, demoInstance, "--etcd", etcd, "--root", root, "--ttl", "2s", "--listen", "127.0.0.1:0")
-	out := &logsink.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := proc.Start(exe, []string{demoInstance, "--etcd", etcd, "--root", root, "--ttl", "2s", "--listen", "127.0.0.1:0"}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { c.err = cmd.Wait(); close(c.exited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := servingRE.FindStringSubmatch(out.String()); m != nil {
-			c.addr = m[1]
-			return c, nil
-		}
-		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("%s exited: %v: %s", name, c.err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-c.exited
-			return nil, fmt.Errorf("%s not serving after 30s", name)
-		}
+	m, err := p.WaitFor(servingRE, 30*time.Second)
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	return &child{Proc: p, name: name, addr: m[1]}, nil
 }
 
-// stop ends the child with sig and waits for it.
-func (c *child) stop(sig syscall.Signal) int {
-	_ = c.cmd.Process.Signal(sig)
-	select {
-	case <-c.exited:
-	case <-time.After(20 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
-	return c.cmd.ProcessState.ExitCode()
-}
+// stop ends the child with sig (killing it after 20s) and returns its exit
+// code.
+func (c *child) stop(sig syscall.Signal) int { return c.Stop(sig, 20*time.Second) }
 
 // peers counts calls per server address.
 type peers struct {

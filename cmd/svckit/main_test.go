@@ -20,8 +20,7 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/internal/logsink"
-	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/proc"
 )
 
 func TestMain(m *testing.M) {
@@ -186,14 +185,14 @@ func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	etcd := etcdtest.Start(t)
-	srv := exec.Command(bin, "--etcd", etcd.Endpoint(0))
-	sout := &logsink.Buffer{}
-	srv.Stdout, srv.Stderr = sout, sout
-	if err := srv.Start(); err != nil {
+	srv, err := proc.Start(bin, []string{"--etcd", etcd.Endpoint(0)}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	poll.Until(t, 30*time.Second, "greeter serving", func() bool { return strings.Contains(sout.String(), "msg=serving") })
+	t.Cleanup(srv.Kill)
+	if _, err := srv.WaitFor(servingRE, 30*time.Second); err != nil {
+		t.Fatalf("greeter: %v", err)
+	}
 	out.Reset()
 	if err := run(ctx, []string{"ls", "--etcd", etcd.Endpoint(0)}, &out, &errb); err != nil {
 		t.Fatal(err)

@@ -23,8 +23,8 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/internal/logsink"
 	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/proc"
 )
 
 var serverBin, clientBin string
@@ -54,40 +54,33 @@ func TestMain(m *testing.M) {
 }
 
 type server struct {
-	cmd    *exec.Cmd
-	out    *logsink.Buffer
-	addr   string
-	admin  string
-	exited chan struct{}
+	*proc.Proc
+	addr, admin string
 }
 
 var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
 
-// startServer runs a fileserver on root against etcd.
-func startServer(t *testing.T, etcd, root string) *server {
+// startServer runs a fileserver on root against etcd, with extra flags,
+// and waits until it serves; it is killed at cleanup.
+func startServer(t *testing.T, etcd, root string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(serverBin, "--etcd", etcd, "--root", root, "--ttl", "2s", "--admin", "127.0.0.1:0", "--listen", "127.0.0.1:0")
-	out := &logsink.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	args := append([]string{"--etcd", etcd, "--root", root, "--ttl", "2s", "--admin", "127.0.0.1:0", "--listen", "127.0.0.1:0"}, extra...)
+	p, err := proc.Start(serverBin, args, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.exited) }()
+	s := &server{Proc: p}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-s.exited
+		p.Kill()
 		if t.Failed() {
-			t.Logf("fileserver %s:\n%s", s.addr, out)
+			t.Logf("fileserver %s:\n%s", s.addr, p.Output())
 		}
 	})
-	poll.Until(t, 30*time.Second, "fileserver serving", func() bool {
-		m := servingRE.FindStringSubmatch(out.String())
-		if m != nil {
-			s.addr, s.admin = m[1], m[2]
-		}
-		return m != nil
-	})
+	m, err := p.WaitFor(servingRE, 30*time.Second)
+	if err != nil {
+		t.Fatalf("fileserver: %v", err)
+	}
+	s.addr, s.admin = m[1], m[2]
 	return s
 }
 
@@ -207,8 +200,7 @@ func TestGetResumesWhenItsInstanceIsKilled(t *testing.T) {
 	if victim == nil {
 		t.Fatal("no instance is serving the download")
 	}
-	_ = victim.cmd.Process.Signal(syscall.SIGKILL)
-	<-victim.exited
+	victim.Kill()
 	close(w.release)
 	if err := <-done; err != nil {
 		t.Fatalf("get after kill -9 of its instance %s: %v", victim.addr, err)
@@ -281,14 +273,7 @@ func TestRefusalsCarryTheRightCode(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(serverBin, "--etcd", etcd, "--root", root, "--max-file-size", "1000", "--listen", "127.0.0.1:0")
-	out := &logsink.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	poll.Until(t, 30*time.Second, "fileserver serving", func() bool { return servingRE.MatchString(out.String()) })
+	startServer(t, etcd, root, "--max-file-size", "1000")
 	big := randomFile(t, work, "big", 2000)
 	small := randomFile(t, work, "small", 10)
 	for _, tc := range []struct {
