@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -292,32 +290,11 @@ func TestRollingRestartUnderLoadFailsNoRPC(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	var calls, failures atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50_000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-				err := testsvc.Sleep(cctx, cc, time.Millisecond)
-				ccancel()
-				calls.Add(1)
-				if err != nil {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
+	l := startLoad(4, 50_000, 5*time.Millisecond, func() error {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ccancel()
+		return testsvc.Sleep(cctx, cc, time.Millisecond)
+	})
 	start := time.Now()
 	for i, old := range procs {
 		old.signal(t, syscall.SIGTERM)
@@ -330,15 +307,14 @@ func TestRollingRestartUnderLoadFailsNoRPC(t *testing.T) {
 		})
 	}
 	// Keep the load on a moment after the last restart.
-	base := calls.Load()
-	poll.Until(t, 10*time.Second, "calls after the restart", func() bool { return calls.Load() >= base+100 })
-	close(stop)
-	wg.Wait()
+	base := l.calls.Load()
+	poll.Until(t, 10*time.Second, "calls after the restart", func() bool { return l.calls.Load() >= base+100 })
+	l.stop()
 	elapsed := time.Since(start)
-	rate := float64(calls.Load()) / elapsed.Seconds()
-	t.Logf("rolling restart of 3 instances: %d RPCs in %s (%.0f RPC/s), %d failed", calls.Load(), elapsed.Round(time.Millisecond), rate, failures.Load())
-	if failures.Load() != 0 {
-		t.Fatalf("failed RPCs: have %d, want 0; first: %v", failures.Load(), firstErr.Load())
+	rate := float64(l.calls.Load()) / elapsed.Seconds()
+	t.Logf("rolling restart of 3 instances: %d RPCs in %s (%.0f RPC/s), %d failed", l.calls.Load(), elapsed.Round(time.Millisecond), rate, l.failures.Load())
+	if l.failures.Load() != 0 {
+		t.Fatalf("failed RPCs: have %d, want 0; first: %v", l.failures.Load(), l.firstErr.Load())
 	}
 	if rate < 200 {
 		t.Fatalf("load of %.0f RPC/s is below the 200 RPC/s the test needs", rate)

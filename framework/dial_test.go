@@ -3,8 +3,6 @@ package framework_test
 import (
 	"context"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -83,38 +81,19 @@ func TestKill9UnderLoadFailsNoIdempotentRPC(t *testing.T) {
 	}
 	defer cc.Close()
 
-	var calls, failures atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for i := 0; i < 100_000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-				err := testsvc.Sleep(cctx, cc, 2*time.Millisecond)
-				ccancel()
-				calls.Add(1)
-				if err != nil {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		})
-	}
-	poll.Until(t, 10*time.Second, "load running", func() bool { return calls.Load() > 200 })
-	before := calls.Load()
+	l := startLoad(8, 100_000, 0, func() error {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ccancel()
+		return testsvc.Sleep(cctx, cc, 2*time.Millisecond)
+	})
+	poll.Until(t, 10*time.Second, "load running", func() bool { return l.calls.Load() > 200 })
+	before := l.calls.Load()
 	procs[0].signal(t, syscall.SIGKILL)
 	procs[0].wait(t, 10*time.Second)
-	poll.Until(t, 20*time.Second, "load after the kill", func() bool { return calls.Load() > before+2000 })
-	close(stop)
-	wg.Wait()
-	t.Logf("kill -9 of 1 of 3 under load: %d RPCs, %d failed", calls.Load(), failures.Load())
-	if failures.Load() != 0 {
-		t.Fatalf("failed idempotent RPCs: have %d, want 0; first: %v", failures.Load(), firstErr.Load())
+	poll.Until(t, 20*time.Second, "load after the kill", func() bool { return l.calls.Load() > before+2000 })
+	l.stop()
+	t.Logf("kill -9 of 1 of 3 under load: %d RPCs, %d failed", l.calls.Load(), l.failures.Load())
+	if l.failures.Load() != 0 {
+		t.Fatalf("failed idempotent RPCs: have %d, want 0; first: %v", l.failures.Load(), l.firstErr.Load())
 	}
 }

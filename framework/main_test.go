@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -124,4 +126,46 @@ func lastLine(s string) string {
 		}
 	}
 	return last
+}
+
+// load makes calls from several workers until stopped, counting calls and
+// failures; every loop is bounded in count.
+type load struct {
+	calls, failures atomic.Int64
+	firstErr        atomic.Value
+	done            chan struct{}
+	wg              sync.WaitGroup
+}
+
+// startLoad runs call from workers goroutines, each at most max times,
+// pausing between calls.
+func startLoad(workers, max int, pause time.Duration, call func() error) *load {
+	l := &load{done: make(chan struct{})}
+	for range workers {
+		l.wg.Go(func() {
+			for range max {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				err := call()
+				l.calls.Add(1)
+				if err != nil {
+					l.failures.Add(1)
+					l.firstErr.CompareAndSwap(nil, err.Error())
+				}
+				if pause > 0 {
+					time.Sleep(pause)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the load and waits for its workers.
+func (l *load) stop() {
+	close(l.done)
+	l.wg.Wait()
 }
