@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/go-kit/kit/endpoint"
+
+	"github.com/svckit/svckit/framework/kit"
 )
 
 // Endpoints are FileSrv's unary methods as go-kit endpoints. Upload and
@@ -29,23 +31,17 @@ type (
 // MakeEndpoints returns the endpoints of s, each wrapped in mw (outermost
 // first).
 func MakeEndpoints(s Service, mw ...endpoint.Middleware) Endpoints {
-	wrap := func(e endpoint.Endpoint) endpoint.Endpoint {
-		if len(mw) == 0 {
-			return e
-		}
-		return endpoint.Chain(mw[0], mw[1:]...)(e)
-	}
 	return Endpoints{
-		List: wrap(func(ctx context.Context, req any) (any, error) {
+		List: kit.Wrap(func(ctx context.Context, req any) (any, error) {
 			es, err := s.List(ctx, req.(ListRequest).Dir)
 			return ListResponse{Entries: es}, err
-		}),
-		Stat: wrap(func(ctx context.Context, req any) (any, error) {
+		}, mw...),
+		Stat: kit.Wrap(func(ctx context.Context, req any) (any, error) {
 			info, sum, err := s.Stat(ctx, req.(StatRequest).Path)
 			return StatResponse{Info: info, SHA256: sum}, err
-		}),
-		Delete: wrap(func(ctx context.Context, req any) (any, error) {
+		}, mw...),
+		Delete: kit.Wrap(func(ctx context.Context, req any) (any, error) {
 			return DeleteResponse{}, s.Delete(ctx, req.(DeleteRequest).Path)
-		}),
+		}, mw...),
 	}
 }

@@ -28,6 +28,9 @@
 // ResourceExhausted, a deadline to DeadlineExceeded, a status to itself,
 // and anything else to Internal without its text.
 //
+// Wrap applies a list of middleware that may be empty (endpoint.Chain needs
+// one at least).
+//
 // Kit leaves out what go-kit or gRPC already does well: endpoint.Chain,
 // request tracing and metrics (the App's interceptors and stats handlers
 // cover them), retries (the service config of framework.Dial), load

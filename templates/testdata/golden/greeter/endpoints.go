@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/go-kit/kit/endpoint"
+
+	"github.com/svckit/svckit/framework/kit"
 )
 
 // Endpoints are the service's methods as go-kit endpoints.
@@ -20,16 +22,10 @@ type (
 // MakeEndpoints returns the endpoints of s, each wrapped in mw (outermost
 // first).
 func MakeEndpoints(s Service, mw ...endpoint.Middleware) Endpoints {
-	wrap := func(e endpoint.Endpoint) endpoint.Endpoint {
-		if len(mw) == 0 {
-			return e
-		}
-		return endpoint.Chain(mw[0], mw[1:]...)(e)
-	}
 	return Endpoints{
-		Hello: wrap(func(ctx context.Context, req any) (any, error) {
+		Hello: kit.Wrap(func(ctx context.Context, req any) (any, error) {
 			msg, err := s.Hello(ctx, req.(HelloRequest).Name)
 			return HelloResponse{Message: msg}, err
-		}),
+		}, mw...),
 	}
 }
