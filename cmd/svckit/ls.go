@@ -68,9 +68,9 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ttls := map[int64]time.Duration{}
 	var rows []instance
 	for _, kv := range resp.Kvs {
-		rest := strings.TrimPrefix(string(kv.Key), *prefix)
-		svc, _, ok := strings.Cut(rest, "/")
-		if !ok {
+		svc, _, err := naming.ParseKey(*prefix, string(kv.Key))
+		if err != nil {
+			fmt.Fprintf(stderr, "svckit: skip %s: %v\n", kv.Key, err)
 			continue
 		}
 		rec, err := naming.DecodeRecord(kv.Value)

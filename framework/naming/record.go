@@ -86,9 +86,46 @@ type fastRecord struct {
 	Metadata Metadata
 }
 
-// Key returns the etcd key of an instance of service at addr.
+// Key returns the etcd key of an instance of service at addr:
+// <prefix><service>/<addr>. ParseKey is its inverse.
 func Key(prefix, service, addr string) string {
 	return prefix + service + "/" + addr
+}
+
+// ParseKey splits a key written by Key under prefix into its service and
+// address: ParseKey("services/", "services/fileserver/127.0.0.1:50051")
+// returns "fileserver" and "127.0.0.1:50051". It refuses an invalid prefix,
+// a key outside prefix, a key without a service or an address, an address
+// holding a further '/', and a service or address that ValidateService or
+// ValidateAddr refuses. Every error wraps ErrInvalid.
+//
+// A service name holds no '/', so a key of a sibling service such as
+// "services/fileserver-admin/…" never parses as "fileserver".
+func ParseKey(prefix, key string) (service, addr string, err error) {
+	if err := checkPrefix(prefix); err != nil {
+		return "", "", fmt.Errorf("naming: key %q: %w", key, err)
+	}
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return "", "", fmt.Errorf("naming: key %q is not under prefix %q: %w", key, prefix, ErrInvalid)
+	}
+	service, addr, ok = strings.Cut(rest, "/")
+	switch {
+	case service == "":
+		return "", "", fmt.Errorf("naming: key %q names no service after prefix %q: %w", key, prefix, ErrInvalid)
+	case !ok || addr == "":
+		return "", "", fmt.Errorf("naming: key %q names no address after service %q: %w", key, service, ErrInvalid)
+	case strings.Contains(addr, "/"):
+		return "", "", fmt.Errorf("naming: key %q: %q after service %q is not one address (keys are <prefix><service>/<addr>): %w",
+			key, addr, service, ErrInvalid)
+	}
+	if err := checkService(service); err != nil {
+		return "", "", fmt.Errorf("naming: key %q: %w", key, err)
+	}
+	if err := checkAddr(addr); err != nil {
+		return "", "", fmt.Errorf("naming: key %q: %w", key, err)
+	}
+	return service, addr, nil
 }
 
 // Encode validates r and returns its JSON.
@@ -163,18 +200,8 @@ func DecodeRecord(value []byte) (Record, error) {
 // characters of letters, digits, '.', '-' and '_', starting with a letter or
 // digit.
 func ValidateService(name string) error {
-	if name == "" {
-		return fmt.Errorf("naming: empty service name: %w", ErrInvalid)
-	}
-	if len(name) > maxNameLen {
-		return fmt.Errorf("naming: service name of %d characters exceeds %d: %w", len(name), maxNameLen, ErrInvalid)
-	}
-	for i, c := range name {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			i > 0 && (c == '.' || c == '-' || c == '_')
-		if !ok {
-			return fmt.Errorf("naming: service name %q: character %q not allowed: %w", name, c, ErrInvalid)
-		}
+	if err := checkService(name); err != nil {
+		return fmt.Errorf("naming: %w", err)
 	}
 	return nil
 }
@@ -182,8 +209,8 @@ func ValidateService(name string) error {
 // ValidatePrefix reports whether prefix can prefix service keys: empty, or
 // ending in '/'.
 func ValidatePrefix(prefix string) error {
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		return fmt.Errorf("naming: prefix %q must end in '/': %w", prefix, ErrInvalid)
+	if err := checkPrefix(prefix); err != nil {
+		return fmt.Errorf("naming: %w", err)
 	}
 	return nil
 }
@@ -192,22 +219,56 @@ func ValidatePrefix(prefix string) error {
 // with a port from 1 to 65535 and a host that is not empty and not an
 // unspecified address such as 0.0.0.0.
 func ValidateAddr(addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return fmt.Errorf("naming: %w", err)
+	}
+	return nil
+}
+
+// checkService, checkPrefix and checkAddr are the validators without the
+// package's "naming: " prefix, for callers that add their own context.
+
+func checkService(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty service name: %w", ErrInvalid)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("service name of %d characters exceeds %d: %w", len(name), maxNameLen, ErrInvalid)
+	}
+	for i, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			i > 0 && (c == '.' || c == '-' || c == '_')
+		if !ok {
+			return fmt.Errorf("service name %q: character %q not allowed: %w", name, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func checkPrefix(prefix string) error {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("prefix %q must end in '/': %w", prefix, ErrInvalid)
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("naming: address %q: %w: %w", addr, ErrInvalid, err)
+		return fmt.Errorf("address %q: %w: %w", addr, ErrInvalid, err)
 	}
 	if host == "" {
-		return fmt.Errorf("naming: address %q has no host: %w", addr, ErrInvalid)
+		return fmt.Errorf("address %q has no host: %w", addr, ErrInvalid)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
-		return fmt.Errorf("naming: address %q is unspecified; advertise a reachable one: %w", addr, ErrInvalid)
+		return fmt.Errorf("address %q is unspecified; advertise a reachable one: %w", addr, ErrInvalid)
 	}
 	if strings.ContainsAny(host, "/ \t\r\n\x00") {
-		return fmt.Errorf("naming: address %q: bad host: %w", addr, ErrInvalid)
+		return fmt.Errorf("address %q: bad host: %w", addr, ErrInvalid)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
-		return fmt.Errorf("naming: address %q: port must be 1 to 65535: %w", addr, ErrInvalid)
+		return fmt.Errorf("address %q: port must be 1 to 65535: %w", addr, ErrInvalid)
 	}
 	return nil
 }

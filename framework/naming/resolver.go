@@ -136,17 +136,31 @@ func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
 // Scheme returns "etcd".
 func (b *Builder) Scheme() string { return Scheme }
 
-// Build starts (or joins) the watch of the target's service.
-func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+// ParseTarget returns the etcd key prefix that a target's resolver watches:
+// the target's path (or opaque part) without its leading and trailing '/',
+// then one '/'. For "etcd:///services/fileserver" it is
+// "services/fileserver/", under which Key("services/", "fileserver", addr)
+// puts every instance and no instance of a sibling such as
+// "fileserver-admin". A target whose path names nothing is refused with an
+// error wrapping ErrInvalid.
+func ParseTarget(target resolver.Target) (string, error) {
 	path := target.URL.Path
 	if path == "" {
 		path = target.URL.Opaque
 	}
 	path = strings.Trim(path, "/")
 	if path == "" {
-		return nil, fmt.Errorf("naming: target %q names no service: %w", target.URL.String(), ErrInvalid)
+		return "", fmt.Errorf("naming: target %q names no service: %w", target.URL.String(), ErrInvalid)
 	}
-	prefix := path + "/"
+	return path + "/", nil
+}
+
+// Build starts (or joins) the watch of the target's service.
+func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	prefix, err := ParseTarget(target)
+	if err != nil {
+		return nil, err
+	}
 
 	b.mu.Lock()
 	w, ok := b.watches[prefix]
