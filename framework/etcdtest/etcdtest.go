@@ -248,6 +248,21 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
+// Kill stops member i at once, as a crash would: a leader does not hand
+// its leadership over first, as Stop lets it. Its ports and data stay
+// reserved for Restart.
+func (c *Cluster) Kill(i int) {
+	c.mu.Lock()
+	m := c.members[i]
+	e := m.etcd
+	m.etcd = nil
+	c.mu.Unlock()
+	if e != nil {
+		e.Server.HardStop()
+		e.Close()
+	}
+}
+
 // Restart starts a stopped member again on the same ports with its data and,
 // for a single member, waits for it to lead.
 func (c *Cluster) Restart(i int) error {

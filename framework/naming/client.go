@@ -11,6 +11,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // ClientConfig says how to reach etcd. Password is never logged.
@@ -62,6 +64,13 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		Password:             c.Password,
 		TLS:                  c.TLS,
 		Logger:               ZapLogger(c.Logger.With("component", "etcd-client")),
+		// gRPC's default reconnect backoff grows to 120s: after an etcd
+		// outage of a few seconds, the client would come back seconds
+		// after etcd did, and registrations with it. Cap it at 1s.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: c.DialTimeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("naming: etcd client for %v: %w", c.Endpoints, err)
