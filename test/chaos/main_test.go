@@ -43,19 +43,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build chaosserver: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	// etcdtest.Kill stops a member in-process as a crash would; a peer's
-	// version request caught in that stop stays blocked on the closed
-	// backend (a crashed process would take it along).
-	opts := []goleak.Option{goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/etcdhttp.newPeerHandler.versionHandler.func1")}
-	for _, f := range etcdtest.PeerLeaks {
-		opts = append(opts, goleak.IgnoreAnyFunction(f))
-	}
 	code := 0
 	func() {
 		defer os.RemoveAll(dir)
 		code = m.Run()
 		if code == 0 {
-			if err := goleak.Find(opts...); err != nil {
+			if err := goleak.Find(leakOptions()...); err != nil {
 				fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 				code = 1
 			}
@@ -63,6 +56,29 @@ func TestMain(m *testing.M) {
 	}()
 	printFigures()
 	os.Exit(code)
+}
+
+// leakOptions are the goroutines goleak may find: etcd's own, left by
+// in-process clusters.
+func leakOptions() []goleak.Option {
+	// etcdtest.Kill stops a member in-process as a crash would; a peer's
+	// version request caught in that stop stays blocked on the closed
+	// backend (a crashed process would take it along).
+	opts := []goleak.Option{goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/etcdhttp.newPeerHandler.versionHandler.func1")}
+	for _, f := range etcdtest.PeerLeaks {
+		opts = append(opts, goleak.IgnoreAnyFunction(f))
+	}
+	return opts
+}
+
+// leakCheck makes t fail if goroutines of its scenario outlive it, once
+// every other cleanup of t has run (etcd, servers, clients).
+func leakCheck(t *testing.T) {
+	t.Cleanup(func() {
+		if err := goleak.Find(leakOptions()...); err != nil {
+			t.Errorf("goroutines left by the scenario: %v", err)
+		}
+	})
 }
 
 // figures collects each scenario's pass figures for the final table.

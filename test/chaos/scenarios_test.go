@@ -56,6 +56,7 @@ func noFailures(t *testing.T, l *load) {
 }
 
 func TestRollingRestart(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -86,6 +87,7 @@ func TestRollingRestart(t *testing.T) {
 }
 
 func TestKill9(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -121,6 +123,7 @@ func TestKill9(t *testing.T) {
 }
 
 func TestEtcdLeaderLoss(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.StartCluster(t, 3)
 	cli := c.Client(t)
 	eps := c.Endpoints()
@@ -164,6 +167,7 @@ func TestEtcdLeaderLoss(t *testing.T) {
 }
 
 func TestEtcdDown(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -264,6 +268,7 @@ func newEtcdProxy(t *testing.T, target string) proxy.Server {
 }
 
 func TestServerCutOffFromEtcd(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -306,7 +311,9 @@ func TestServerCutOffFromEtcd(t *testing.T) {
 }
 
 func TestSlowServer(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
+	cli := c.Client(t)
 	ep := c.Endpoint(0)
 	startServers(t, 2, ep)
 	slow := startServer(t, ep, "CHAOS_DELAY=50ms")
@@ -321,6 +328,7 @@ func TestSlowServer(t *testing.T) {
 		after := cl.attempts.snapshot()
 		l.stop()
 		noFailures(t, l)
+		cl.converge(t, cli, 2*time.Second)
 		return share(before, after, slow.addr)
 	}
 	p2c, n := measure(lb.P2CEWMA, 3_000)
@@ -335,7 +343,9 @@ func TestSlowServer(t *testing.T) {
 }
 
 func TestFailingServer(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
+	cli := c.Client(t)
 	ep := c.Endpoint(0)
 	startServers(t, 2, ep)
 	bad := startServer(t, ep, "CHAOS_FAIL=1")
@@ -350,6 +360,7 @@ func TestFailingServer(t *testing.T) {
 	l.waitCalls(t, 3_000, 60*time.Second)
 	after := cl.attempts.snapshot()
 	l.stop()
+	cl.converge(t, cli, 2*time.Second)
 	s, n := share(before, after, bad.addr)
 	figure(t, "p2c_ewma share of the server failing with UNAVAILABLE, after 5s", fmt.Sprintf("%.2f %% of %d attempts; failed calls: %d in the first 5s, %d after",
 		100*s, n, firstFailures, l.failures.Load()-firstFailures), "≤ 5 %")
@@ -359,6 +370,7 @@ func TestFailingServer(t *testing.T) {
 }
 
 func TestChurn(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -449,6 +461,7 @@ func heapInUse() uint64 {
 }
 
 func Test50kKeys(t *testing.T) {
+	leakCheck(t)
 	const n = 50_000
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
@@ -497,6 +510,9 @@ func Test50kKeys(t *testing.T) {
 	first := time.Since(start)
 	close(stop)
 	wg.Wait()
+	if have := cl.rec.size(); have != len(records(t, cli)) {
+		t.Fatalf("client has %d endpoints, etcd %d", have, len(records(t, cli)))
+	}
 	grow := float64(peak-min(base, peak)) / (1 << 20)
 
 	figure(t, "first update with 50,000 endpoints", first.Round(time.Millisecond).String(), "≤ 5s")
@@ -510,6 +526,7 @@ func Test50kKeys(t *testing.T) {
 }
 
 func TestGarbageRecords(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -577,6 +594,7 @@ func TestGarbageRecords(t *testing.T) {
 }
 
 func TestCompactionWhileDisconnected(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
@@ -619,7 +637,9 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 }
 
 func TestPanics(t *testing.T) {
+	leakCheck(t)
 	c := etcdtest.Start(t)
+	cli := c.Client(t)
 	ep := c.Endpoint(0)
 	srv := startServer(t, ep)
 	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
@@ -666,6 +686,7 @@ func TestPanics(t *testing.T) {
 		t.Fatalf("server exited:\n%s", srv.Output())
 	default:
 	}
+	cl.converge(t, cli, 2*time.Second)
 
 	figure(t, "panicking calls answered Internal", fmt.Sprintf("%d of 1000, messages leaking internals: %d; serving after: %t", internal, len(leaky), upErr == nil && healthy), "1000, 0, true")
 	if internal != 1000 || len(leaky) != 0 || upErr != nil || !healthy {
