@@ -110,7 +110,11 @@ func New(name string, opts ...Option) (*App, error) {
 		grpc.MaxRecvMsgSize(o.maxRecvMsgSize),
 		grpc.MaxSendMsgSize(o.maxSendMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Connections are recycled after about 30 minutes (gRPC adds ±10 %
+		// jitter), so that clients rebalance onto instances started since,
+		// with 5 minutes for the calls in flight to end.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
+			MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 5 * time.Minute}),
 	}
 	if cfg.TLSCert != "" {
 		creds, err := ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)

@@ -64,6 +64,10 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		Password:             c.Password,
 		TLS:                  c.TLS,
 		Logger:               ZapLogger(c.Logger.With("component", "etcd-client")),
+		// etcd's own client accepts replies of up to 2 GiB; svckit lists in
+		// pages, and a record is at most MaxRecordBytes.
+		MaxCallRecvMsgSize: 64 << 20,
+		MaxCallSendMsgSize: 2 << 20,
 		// gRPC's default reconnect backoff grows to 120s: after an etcd
 		// outage of a few seconds, the client would come back seconds
 		// after etcd did, and registrations with it. Cap it at 1s.
