@@ -16,10 +16,14 @@ const (
 	// AttrMetadata holds the whole Metadata (which implements Equal):
 	// version, instance id, services, labels. Read it with MetadataOf.
 	AttrMetadata = "svckit.metadata"
+	// AttrKey holds the record's etcd key as a string: with ParseKey, the
+	// service an endpoint belongs to when a resolver watches a whole
+	// prefix (etcd:///services). Read it with KeyOf.
+	AttrKey = "svckit.key"
 )
 
 // endpointOf builds the resolver endpoint of a record.
-func endpointOf(r Record) resolver.Endpoint {
+func endpointOf(key string, r Record) resolver.Endpoint {
 	w := r.Metadata.Weight
 	if w == 0 {
 		w = 1
@@ -27,7 +31,8 @@ func endpointOf(r Record) resolver.Endpoint {
 	// Each WithValue copies the map: keep the set small.
 	a := attributes.New(AttrWeight, w).
 		WithValue(AttrZone, r.Metadata.Zone).
-		WithValue(AttrMetadata, r.Metadata)
+		WithValue(AttrMetadata, r.Metadata).
+		WithValue(AttrKey, key)
 	return resolver.Endpoint{Addresses: []resolver.Address{{Addr: r.Addr}}, Attributes: a}
 }
 
@@ -35,4 +40,10 @@ func endpointOf(r Record) resolver.Endpoint {
 func MetadataOf(ep resolver.Endpoint) (Metadata, bool) {
 	md, ok := ep.Attributes.Value(AttrMetadata).(Metadata)
 	return md, ok
+}
+
+// KeyOf returns the etcd key of the record ep was resolved from.
+func KeyOf(ep resolver.Endpoint) (string, bool) {
+	k, ok := ep.Attributes.Value(AttrKey).(string)
+	return k, ok
 }

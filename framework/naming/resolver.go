@@ -392,12 +392,12 @@ type decoded struct {
 	err error
 }
 
-func decode(value []byte) decoded {
+func decode(key, value []byte) decoded {
 	rec, err := DecodeRecord(value)
 	if err != nil {
 		return decoded{err: err}
 	}
-	return decoded{ep: endpointOf(rec)}
+	return decoded{ep: endpointOf(string(key), rec)}
 }
 
 // parallelDecode is the page size from which decoding is spread over the
@@ -410,7 +410,7 @@ func decodeAll(kvs []*mvccpb.KeyValue) []decoded {
 	workers := min(runtime.GOMAXPROCS(0), 8, len(kvs)/parallelDecode)
 	if workers <= 1 {
 		for i, kv := range kvs {
-			out[i] = decode(kv.Value)
+			out[i] = decode(kv.Key, kv.Value)
 		}
 		return out
 	}
@@ -420,7 +420,7 @@ func decodeAll(kvs []*mvccpb.KeyValue) []decoded {
 		hi := min(lo+chunk, len(kvs))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i] = decode(kvs[i].Value)
+				out[i] = decode(kvs[i].Key, kvs[i].Value)
 			}
 		})
 	}
@@ -431,7 +431,7 @@ func decodeAll(kvs []*mvccpb.KeyValue) []decoded {
 // apply puts the endpoint of kv into entries, or removes its key when its
 // value is not a record.
 func (w *watch) apply(entries map[string]resolver.Endpoint, kv *mvccpb.KeyValue) {
-	w.applyDecoded(entries, string(kv.Key), decode(kv.Value))
+	w.applyDecoded(entries, string(kv.Key), decode(kv.Key, kv.Value))
 }
 
 // remove forgets key k after a delete event.

@@ -90,6 +90,32 @@ func TestResolverPassesMetadataInStableOrder(t *testing.T) {
 	}
 }
 
+func TestResolverOfAWholePrefixTellsEachEndpointsService(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	register(t, cli, "alpha", "127.0.0.1:9001")
+	register(t, cli, "beta", "127.0.0.1:9002")
+	rec := watchTarget(t, naming.NewBuilder(cli), "etcd:///services")
+	poll.Until(t, 10*time.Second, "2 endpoints", func() bool { s, _ := rec.last(); return len(s.Endpoints) == 2 })
+	s, _ := rec.last()
+	var have []string
+	for _, ep := range s.Endpoints {
+		k, ok := naming.KeyOf(ep)
+		if !ok {
+			t.Fatalf("no key on %v", ep)
+		}
+		svc, addr, err := naming.ParseKey(naming.DefaultPrefix, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have = append(have, svc+"="+addr)
+	}
+	if want := []string{"alpha=127.0.0.1:9001", "beta=127.0.0.1:9002"}; !slices.Equal(have, want) {
+		t.Fatalf("have %v, want %v", have, want)
+	}
+}
+
 func TestResolverSkipsMalformedRecordsOncePerKey(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)
