@@ -1,0 +1,415 @@
+// Package xds serves svckit's etcd records to any gRPC client with xDS
+// support: lookaside load balancing, with no etcd access and no svckit code
+// in the client.
+//
+// A Server watches every service under a prefix through one naming
+// resolver of the whole prefix (etcd:///services), and keeps an xDS
+// snapshot of it in go-control-plane's cache, served over ADS and the
+// per-type discovery services. For each svckit service NAME it serves:
+//
+//   - a Listener NAME (an API listener, for a client's xds:///NAME), whose
+//     route configuration is inline and sends every call to the cluster;
+//   - a Cluster NAME, of type EDS through ADS, round robin over localities
+//     (or ORCA-weighted round robin, see WithWeightedRoundRobin);
+//   - a ClusterLoadAssignment NAME: one locality per zone, each instance an
+//     endpoint with its registration weight.
+//
+// Each resource type has its own version, a hash of its content, so a
+// change of instances re-sends endpoints only, and a change nobody can see
+// re-sends nothing.
+package xds
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	cswrrv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3"
+	wrrlocalityv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/wrr_locality/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/svckit/svckit/framework/naming"
+)
+
+// nodeGroup is the one cache key every client shares: what the server
+// serves does not depend on who asks.
+const nodeGroup = "svckit"
+
+type options struct {
+	prefix string
+	log    *slog.Logger
+	wrr    bool
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+// WithPrefix sets the etcd key prefix of the services; default "services/".
+func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
+
+// WithLogger sets the logger; default slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithWeightedRoundRobin makes clusters ask clients for ORCA-weighted round
+// robin (grpc-go's weighted_round_robin inside weighted localities), which
+// balances on the load servers report (framework.WithORCA) instead of
+// taking turns.
+func WithWeightedRoundRobin() Option { return func(o *options) { o.wrr = true } }
+
+// Server is an xDS management server fed by etcd.
+type Server struct {
+	b     *naming.Builder
+	opts  options
+	cache cachev3.SnapshotCache
+	xds   serverv3.Server
+	ctx   context.Context
+	stop  context.CancelFunc
+
+	states chan resolver.State // latest state only
+
+	mu       sync.Mutex
+	services map[string][]Instance
+	versions [3]string // cluster, endpoint, listener
+	updates  int
+	changed  chan struct{} // closed and replaced on every new snapshot
+}
+
+// Instance is one endpoint as served.
+type Instance struct {
+	Addr   string
+	Zone   string
+	Weight uint32
+}
+
+// New returns a Server that reads etcd through b. Register it on a gRPC
+// server and Run it.
+func New(b *naming.Builder, opts ...Option) (*Server, error) {
+	o := options{prefix: naming.DefaultPrefix, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := naming.ValidatePrefix(o.prefix); err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	o.log = o.log.With("component", "xds")
+	s := &Server{
+		b:        b,
+		opts:     o,
+		states:   make(chan resolver.State, 1),
+		services: map[string][]Instance{},
+		changed:  make(chan struct{}),
+	}
+	s.cache = cachev3.NewSnapshotCache(true, constantHash{}, logger{o.log})
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.xds = serverv3.NewServer(s.ctx, s.cache, nil)
+	return s, nil
+}
+
+// Register serves ADS and the listener, route, cluster and endpoint
+// discovery services on g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// Run watches etcd and updates the snapshot until ctx ends. It returns an
+// error only if the watch cannot start.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.stop()
+	target := resolver.Target{URL: url.URL{Scheme: naming.Scheme, Path: "/" + s.opts.prefix}}
+	r, err := s.b.Build(target, (*stateSink)(s), resolver.BuildOptions{})
+	if err != nil {
+		return fmt.Errorf("xds: watch %s: %w", s.opts.prefix, err)
+	}
+	defer r.Close()
+	// Until etcd answers, clients get an empty, valid snapshot.
+	if err := s.apply(resolver.State{}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st := <-s.states:
+			if err := s.apply(st); err != nil {
+				s.opts.log.Error("snapshot not updated", "err", err)
+			}
+		}
+	}
+}
+
+// Services returns the instances of every service as last served.
+func (s *Server) Services() map[string][]Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]Instance, len(s.services))
+	for k, v := range s.services {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// Versions returns the versions of the cluster, endpoint and listener
+// resources last served.
+func (s *Server) Versions() (cds, eds, lds string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.versions[0], s.versions[1], s.versions[2]
+}
+
+// Changed returns a channel closed at the next snapshot change.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// apply turns a resolver state of the whole prefix into a snapshot.
+func (s *Server) apply(st resolver.State) error {
+	services := map[string][]Instance{}
+	for _, ep := range st.Endpoints {
+		key, ok := naming.KeyOf(ep)
+		if !ok || len(ep.Addresses) == 0 {
+			continue
+		}
+		svc, _, err := naming.ParseKey(s.opts.prefix, key)
+		if err != nil {
+			s.opts.log.Debug("skip key", "key", key, "err", err)
+			continue
+		}
+		in := Instance{Addr: ep.Addresses[0].Addr, Weight: 1}
+		if md, ok := naming.MetadataOf(ep); ok {
+			in.Zone = md.Zone
+			in.Weight = max(md.Weight, 1)
+		}
+		services[svc] = append(services[svc], in)
+	}
+	var clusters, endpoints, listeners []types.Resource
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		cla, err := loadAssignment(name, services[name])
+		if err != nil {
+			return err
+		}
+		l, err := listener(name)
+		if err != nil {
+			return err
+		}
+		c, err := cluster(name, s.opts.wrr)
+		if err != nil {
+			return err
+		}
+		clusters, endpoints, listeners = append(clusters, c), append(endpoints, cla), append(listeners, l)
+	}
+	versions := [3]string{version(clusters), version(endpoints), version(listeners)}
+	s.mu.Lock()
+	same := versions == s.versions && s.updates > 0
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	snap := &cachev3.Snapshot{}
+	snap.Resources[types.Cluster] = cachev3.NewResources(versions[0], clusters)
+	snap.Resources[types.Endpoint] = cachev3.NewResources(versions[1], endpoints)
+	snap.Resources[types.Listener] = cachev3.NewResources(versions[2], listeners)
+	snap.Resources[types.Route] = cachev3.NewResources("0", nil)
+	if err := snap.Consistent(); err != nil {
+		return fmt.Errorf("xds: inconsistent snapshot: %w", err)
+	}
+	if err := s.cache.SetSnapshot(s.ctx, nodeGroup, snap); err != nil {
+		return fmt.Errorf("xds: set snapshot: %w", err)
+	}
+	s.mu.Lock()
+	s.services, s.versions = services, versions
+	s.updates++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.opts.log.Info("snapshot", "services", len(services), "endpoints", len(st.Endpoints),
+		"cds", versions[0], "eds", versions[1], "lds", versions[2])
+	return nil
+}
+
+// version hashes resources into a version string.
+func version(rs []types.Resource) string {
+	h := fnv.New64a()
+	m := proto.MarshalOptions{Deterministic: true}
+	for _, r := range rs {
+		b, _ := m.Marshal(r)
+		_, _ = h.Write(b)
+		_, _ = h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func loadAssignment(name string, ins []Instance) (*endpointv3.ClusterLoadAssignment, error) {
+	byZone := map[string][]*endpointv3.LbEndpoint{}
+	weights := map[string]uint32{}
+	slices.SortFunc(ins, func(a, b Instance) int {
+		if a.Addr < b.Addr {
+			return -1
+		}
+		if a.Addr > b.Addr {
+			return 1
+		}
+		return 0
+	})
+	for _, in := range ins {
+		host, p, err := net.SplitHostPort(in.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("xds: %s: address %q: %w", name, in.Addr, err)
+		}
+		port, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("xds: %s: port of %q: %w", name, in.Addr, err)
+		}
+		byZone[in.Zone] = append(byZone[in.Zone], &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Protocol: corev3.SocketAddress_TCP, Address: host,
+					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+				}}},
+			}},
+			HealthStatus:        corev3.HealthStatus_HEALTHY,
+			LoadBalancingWeight: wrapperspb.UInt32(in.Weight),
+		})
+		weights[in.Zone] += in.Weight
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	for _, zone := range slices.Sorted(maps.Keys(byZone)) {
+		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{Zone: zone},
+			LbEndpoints:         byZone[zone],
+			LoadBalancingWeight: wrapperspb.UInt32(weights[zone]), // a locality without weight is ignored
+		})
+	}
+	return cla, nil
+}
+
+func cluster(name string, wrr bool) (*clusterv3.Cluster, error) {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+			ResourceApiVersion:    corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		}},
+		LbPolicy: clusterv3.Cluster_ROUND_ROBIN,
+	}
+	if wrr {
+		inner, err := anypb.New(&cswrrv3.ClientSideWeightedRoundRobin{})
+		if err != nil {
+			return nil, err
+		}
+		outer, err := anypb.New(&wrrlocalityv3.WrrLocality{EndpointPickingPolicy: &clusterv3.LoadBalancingPolicy{
+			Policies: []*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: &corev3.TypedExtensionConfig{
+				Name: "envoy.load_balancing_policies.client_side_weighted_round_robin", TypedConfig: inner}}},
+		}})
+		if err != nil {
+			return nil, err
+		}
+		c.LoadBalancingPolicy = &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.wrr_locality", TypedConfig: outer}}}}
+	}
+	return c, nil
+}
+
+func listener(name string) (*listenerv3.Listener, error) {
+	router, err := anypb.New(&routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: name,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    name,
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       "envoy.filters.http.router",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: hcm}}, nil
+}
+
+// stateSink is the resolver.ClientConn of the Server's whole-prefix
+// resolver: it keeps the latest state for Run.
+type stateSink Server
+
+func (s *stateSink) UpdateState(st resolver.State) error {
+	for {
+		select {
+		case s.states <- st:
+			return nil
+		default:
+		}
+		select { // drop the older state
+		case <-s.states:
+		default:
+		}
+	}
+}
+
+func (s *stateSink) ReportError(err error) {
+	s.opts.log.Warn("etcd watch", "err", err)
+}
+
+func (s *stateSink) NewAddress([]resolver.Address) {}
+
+func (s *stateSink) ParseServiceConfig(string) *serviceconfig.ParseResult {
+	return &serviceconfig.ParseResult{Err: errors.New("xds: no service config")}
+}
+
+type constantHash struct{}
+
+func (constantHash) ID(*corev3.Node) string { return nodeGroup }
+
+// logger adapts slog to go-control-plane's logger.
+type logger struct{ l *slog.Logger }
+
+func (l logger) Debugf(f string, a ...any) { l.l.Debug(fmt.Sprintf(f, a...)) }
+func (l logger) Infof(f string, a ...any)  { l.l.Debug(fmt.Sprintf(f, a...)) }
+func (l logger) Warnf(f string, a ...any)  { l.l.Warn(fmt.Sprintf(f, a...)) }
+func (l logger) Errorf(f string, a ...any) { l.l.Error(fmt.Sprintf(f, a...)) }
