@@ -97,7 +97,7 @@ func TestLsListsInstances(t *testing.T) {
 }
 
 func TestBadArguments(t *testing.T) {
-	for _, args := range [][]string{{}, {"nope"}, {"etcd", "--listen", "bad"}, {"demo", "--duration", "1s"}, {"ls", "a/b"}} {
+	for _, args := range [][]string{{}, {"nope"}, {"etcd", "--listen", "bad"}, {"demo", "--duration", "1s"}, {"ls", "a/b"}, {"xds", "--listen", "bad"}, {"xds", "--prefix", "/x"}} {
 		var out, errb bytes.Buffer
 		if err := run(context.Background(), args, &out, &errb); err == nil {
 			t.Errorf("%v: have nil error", args)

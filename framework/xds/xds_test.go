@@ -236,3 +236,30 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+func TestRecordsOfEtcdsEndpointsManagerAreServed(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// endpoints.Manager lets the key end in any name; the record holds
+	// the address. A key with no valid service is skipped.
+	for k, addr := range map[string]string{
+		"services/interop/instance-2":  "127.0.0.1:7002",
+		"services/interop/127.0.0.1:1": "127.0.0.1:7001",
+		"services/Bad Name/x":          "127.0.0.1:7003",
+	} {
+		v, err := naming.Record{Addr: addr}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, k, string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xs, _ := startXDS(t, c)
+	poll.Until(t, 10*time.Second, "2 interop instances", func() bool { return len(xs.Services()["interop"]) == 2 })
+	if n := len(xs.Services()); n != 1 {
+		t.Fatalf("services: %v", xs.Services())
+	}
+}

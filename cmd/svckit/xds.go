@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/xds"
+)
+
+// runXDS serves svckit's etcd records as xDS until SIGINT or SIGTERM.
+func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := framework.DefaultConfig()
+	if err := cfg.ApplyEnv(nil); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("svckit xds", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:18000", "xDS gRPC address to listen on (host:port)")
+	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
+	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("usage: svckit xds [--listen ADDR] [--etcd ADDRS] [--prefix P] [--wrr]")
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", *listen, err)
+	}
+	if err := naming.ValidatePrefix(*prefix); err != nil {
+		return fmt.Errorf("--prefix: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: strings.Split(*etcd, ","), DialTimeout: 3 * time.Second, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = naming.Ping(pctx, cli)
+	cancel()
+	if err != nil {
+		return err
+	}
+	opts := []xds.Option{xds.WithPrefix(*prefix), xds.WithLogger(log)}
+	if *wrr {
+		opts = append(opts, xds.WithWeightedRoundRobin())
+	}
+	xs, err := xds.New(naming.NewBuilder(cli, naming.WithResolverLogger(log)), opts...)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	g := grpc.NewServer()
+	xs.Register(g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	ran := make(chan error, 1)
+	go func() { ran <- xs.Run(ctx) }()
+	fmt.Fprintf(stdout, "svckit xds: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
+	select {
+	case err = <-ran:
+	case err = <-served:
+		stop()
+		<-ran
+	}
+	// xDS streams never end by themselves: stop at once, clients keep
+	// their last configuration and reconnect.
+	g.Stop()
+	return err
+}
