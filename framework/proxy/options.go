@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
+)
+
+// Option configures a Proxy.
+type Option func(*options)
+
+type options struct {
+	prefix          string
+	logger          *slog.Logger
+	maxMsgSize      int
+	maxStreams      uint32
+	maxBackends     int
+	shutdownTimeout time.Duration
+	dial            []framework.DialOption
+	server          []grpc.ServerOption
+}
+
+func defaultOptions() options {
+	return options{
+		prefix:          naming.DefaultPrefix,
+		logger:          slog.Default(),
+		maxMsgSize:      4 << 20,
+		maxStreams:      1000,
+		maxBackends:     256,
+		shutdownTimeout: 15 * time.Second,
+	}
+}
+
+// WithPrefix sets the etcd key prefix the proxy routes under; default
+// "services/".
+func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
+
+// WithLogger sets the logger; default slog.Default(). The proxy never logs
+// metadata values.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMaxMsgSize bounds each message forwarded, either way; default 4 MiB,
+// as the App's. A larger request fails with codes.ResourceExhausted at the
+// proxy; a larger response fails the call the same way.
+func WithMaxMsgSize(n int) Option { return func(o *options) { o.maxMsgSize = n } }
+
+// WithMaxConcurrentStreams bounds the calls in flight on each client
+// connection; default 1000, as the App's.
+func WithMaxConcurrentStreams(n uint32) Option { return func(o *options) { o.maxStreams = n } }
+
+// WithMaxBackends bounds the cached backend connections, one per svckit
+// service; default 256. When full, the idle connection used least recently
+// is closed for a new service; if none is idle the call fails with
+// codes.ResourceExhausted.
+func WithMaxBackends(n int) Option { return func(o *options) { o.maxBackends = n } }
+
+// WithShutdownTimeout bounds the graceful stop, after which calls still in
+// flight are cut; default 15s.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithDialOptions adds options to the framework.Dial of each backend
+// service, e.g. framework.WithBalancer, framework.WithTransportCredentials
+// or framework.WithIdempotent. The proxy sets the etcd client, the prefix,
+// WithoutWait, the message size limits, and a no-op tracer provider (trace
+// context crosses the proxy untouched).
+func WithDialOptions(d ...framework.DialOption) Option {
+	return func(o *options) { o.dial = append(o.dial, d...) }
+}
+
+// WithServerOption adds gRPC server options, applied after the proxy's,
+// e.g. grpc.Creds for TLS.
+func WithServerOption(so ...grpc.ServerOption) Option {
+	return func(o *options) { o.server = append(o.server, so...) }
+}
+
+func (o options) validate() error {
+	switch {
+	case o.logger == nil:
+		return fmt.Errorf("proxy: nil logger")
+	case o.maxMsgSize <= 0:
+		return fmt.Errorf("proxy: max message size %d must be positive", o.maxMsgSize)
+	case o.maxStreams == 0:
+		return fmt.Errorf("proxy: max concurrent streams must be positive")
+	case o.maxBackends <= 0:
+		return fmt.Errorf("proxy: max backends %d must be positive", o.maxBackends)
+	case o.shutdownTimeout <= 0:
+		return fmt.Errorf("proxy: shutdown timeout %s must be positive", o.shutdownTimeout)
+	}
+	if o.prefix == "" {
+		return fmt.Errorf("proxy: empty prefix: the proxy routes under one prefix such as %q", naming.DefaultPrefix)
+	}
+	if err := naming.ValidatePrefix(o.prefix); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	return nil
+}
