@@ -26,6 +26,7 @@ commands:
   gen     regenerate Go code from proto/ of a service (no protoc)
   ls      list registered services and instances
   new     scaffold a service: svckit new NAME [--module PATH] [--dir DIR] [--template DIR] [--force]
+  proxy   forward any gRPC call to the registered service that serves it: svckit proxy [--listen ADDR]
   xds     serve the registered services to xDS clients (grpc-go xds:///NAME): svckit xds [--listen ADDR]
 `
 
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGen(ctx, args[1:], stdout)
 	case "xds":
 		return runXDS(ctx, args[1:], stdout, stderr)
+	case "proxy":
+		return runProxy(ctx, args[1:], stdout, stderr)
 	case demoInstance: // a demo instance, re-executed by runDemo
 		return fileserver.Main(args[1:], "demo")
 	case "help", "-h", "--help":

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/lb"
+	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/proxy"
+)
+
+const proxyUsage = "usage: svckit proxy [--listen ADDR] [--etcd ADDRS] [--prefix P] [flags]"
+
+// runProxy serves the registered services through one gRPC address until
+// SIGINT or SIGTERM, then stops gracefully.
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := framework.DefaultConfig()
+	if err := cfg.ApplyEnv(nil); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("svckit proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, one line
+	listen := fs.String("listen", "127.0.0.1:8443", "address to serve gRPC clients on (host:port)")
+	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
+	etcdUser := fs.String("etcd-user", cfg.EtcdUser, "etcd user name (env SVCKIT_ETCD_USER; password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)")
+	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	maxMsg := fs.Int("max-msg-size", 4<<20, "largest message forwarded either way, in bytes")
+	maxStreams := fs.Uint("max-streams", 1000, "calls in flight per client connection")
+	maxBackends := fs.Int("max-backends", 256, "backend connections cached, one per service")
+	shutdown := fs.Duration("shutdown-timeout", cfg.ShutdownTimeout, "bound on the graceful stop (env SVCKIT_SHUTDOWN_TIMEOUT)")
+	balancer := fs.String("balancer", lb.P2CEWMA, "load-balancing policy for the backends")
+	tlsCert := fs.String("tls-cert", cfg.TLSCert, "proxy TLS certificate, PEM (with --tls-key: clients must use TLS; env SVCKIT_TLS_CERT)")
+	tlsKey := fs.String("tls-key", cfg.TLSKey, "proxy TLS private key, PEM (env SVCKIT_TLS_KEY)")
+	tlsCA := fs.String("tls-ca", cfg.TLSCA, "CA that client certificates must chain to, PEM: mutual TLS (env SVCKIT_TLS_CA)")
+	backendCA := fs.String("backend-ca", "", "CA that backend certificates must chain to, PEM: TLS to the backends")
+	backendCert := fs.String("backend-cert", "", "client certificate for the backends, PEM (mutual TLS)")
+	backendKey := fs.String("backend-key", "", "client key for the backends, PEM")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, proxyUsage)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("proxy: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("proxy: unexpected argument %q (%s)", fs.Arg(0), proxyUsage)
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return fmt.Errorf("proxy: --listen %q: %w", *listen, err)
+	}
+	if *maxStreams == 0 || *maxStreams > 1<<31 {
+		return fmt.Errorf("proxy: --max-streams %d: want 1 to 2147483648", *maxStreams)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") || (*tlsCA != "" && *tlsCert == "") {
+		return errors.New("proxy: --tls-cert and --tls-key go together, and --tls-ca needs both")
+	}
+	if *backendCA == "" && (*backendCert != "" || *backendKey != "") {
+		return errors.New("proxy: --backend-cert and --backend-key need --backend-ca")
+	}
+	password, err := etcdPassword()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	opts := []proxy.Option{
+		proxy.WithPrefix(*prefix),
+		proxy.WithLogger(log),
+		proxy.WithMaxMsgSize(*maxMsg),
+		proxy.WithMaxConcurrentStreams(uint32(*maxStreams)),
+		proxy.WithMaxBackends(*maxBackends),
+		proxy.WithShutdownTimeout(*shutdown),
+		proxy.WithDialOptions(framework.WithBalancer(*balancer)),
+	}
+	if *tlsCert != "" {
+		creds, err := framework.ServerTLS(*tlsCert, *tlsKey, *tlsCA)
+		if err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		opts = append(opts, proxy.WithServerOption(grpc.Creds(creds)))
+	}
+	if *backendCA != "" {
+		creds, err := framework.ClientTLS(*backendCA, *backendCert, *backendKey, "")
+		if err != nil {
+			return fmt.Errorf("proxy: --backend-ca: %w", err)
+		}
+		opts = append(opts, proxy.WithDialOptions(framework.WithTransportCredentials(creds)))
+	}
+	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: strings.Split(*etcd, ","), Username: *etcdUser,
+		Password: password, DialTimeout: 3 * time.Second, Logger: log})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer cli.Close()
+	// proxy.New validates the options before any network use.
+	p, err := proxy.New(cli, opts...)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = naming.Ping(pctx, cli)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("proxy: --listen: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// Once stopping, a second signal ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
+	fmt.Fprintf(stdout, "svckit proxy: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
+	return p.Serve(ctx, lis)
+}
+
+// etcdPassword reads the etcd password as framework.Config does: from
+// SVCKIT_ETCD_PASSWORD, or the file SVCKIT_ETCD_PASSWORD_FILE names, never
+// from a flag.
+func etcdPassword() (string, error) {
+	pw := os.Getenv("SVCKIT_ETCD_PASSWORD")
+	if f := os.Getenv("SVCKIT_ETCD_PASSWORD_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("SVCKIT_ETCD_PASSWORD_FILE: %w", err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	return pw, nil
+}

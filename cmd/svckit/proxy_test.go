@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/internal/logsink"
+	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/testsvc"
+)
+
+// TestProxyForwardsAndStops: svckit proxy prints its address, forwards a
+// call to a registered App, answers an unknown service with Unimplemented,
+// and returns nil once stopped.
+func TestProxyForwardsAndStops(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+		framework.WithoutSignals(), framework.WithPropagationDelay(0),
+		framework.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	actx, stopApp := context.WithCancel(context.Background())
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(actx) }()
+	defer func() {
+		stopApp()
+		if err := <-appDone; err != nil {
+			t.Errorf("app: %v", err)
+		}
+	}()
+
+	var out, errb logsink.Buffer
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0)}, &out, &errb)
+	}()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+			<-done
+		}
+	}()
+	re := regexp.MustCompile(`serving on (\S+)`)
+	poll.Until(t, 10*time.Second, "svckit proxy serving", func() bool { return re.MatchString(out.String()) })
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Errorf("stdout: have %d lines, want 1:\n%s", n, out.String())
+	}
+	cc, err := grpc.NewClient(re.FindStringSubmatch(out.String())[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	poll.Until(t, 10*time.Second, "Sleep through the proxy", func() bool { return testsvc.Sleep(cctx, cc, 0) == nil })
+	err = cc.Invoke(cctx, "/nope.Nope/Call", &emptypb.Empty{}, &emptypb.Empty{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("unknown service: have %v, want Unimplemented", err)
+	}
+
+	stop()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("svckit proxy: %v\n%s", err, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("svckit proxy did not stop within 20s")
+	}
+}
+
+func TestProxyRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--listen", "nowhere"},
+		{"--max-msg-size", "0"},
+		{"--max-streams", "0"},
+		{"--max-backends", "-1"},
+		{"--prefix", "services"},
+		{"--shutdown-timeout", "soon"},
+		{"--tls-cert", "c.pem"},
+		{"--backend-cert", "c.pem"},
+		{"--no-such-flag"},
+		{"extra"},
+	} {
+		var out, errb logsink.Buffer
+		err := run(context.Background(), append([]string{"proxy", "--etcd", "127.0.0.1:1"}, args...), &out, &errb)
+		if err == nil {
+			t.Errorf("%v: have nil error", args)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") || out.String() != "" || errb.String() != "" {
+			t.Errorf("%v: want one line of error and no output; have %q, stdout %q, stderr %q", args, err, out.String(), errb.String())
+		}
+	}
+}
