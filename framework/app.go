@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/orca"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/svckit/svckit/framework/lifecycle"
@@ -103,6 +104,11 @@ func New(name string, opts ...Option) (*App, error) {
 	}
 	unary = append(append(unary, srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log)), o.unary...)
 	stream = append(append(stream, srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log)), o.stream...)
+	var load *loadReporter
+	if o.orca {
+		load = newLoadReporter()
+		unary, stream = append([]grpc.UnaryServerInterceptor{load.unary()}, unary...), append([]grpc.StreamServerInterceptor{load.stream()}, stream...)
+	}
 	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -124,7 +130,26 @@ func New(name string, opts ...Option) (*App, error) {
 		sopts = append(sopts, grpc.Creds(creds))
 	}
 	sopts = append(sopts, o.serverOptions...)
+	if load != nil {
+		// The ORCA interceptors attach a report to the trailer only of
+		// calls whose handler asked for the call's recorder: ask for it.
+		sopts = append(sopts, orca.CallMetricsServerOption(load.rec),
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				orca.CallMetricsRecorderFromContext(ctx)
+				return h(ctx, req)
+			}),
+			grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				orca.CallMetricsRecorderFromContext(ss.Context())
+				return h(srv, ss)
+			}))
+	}
 	a.grpc = grpc.NewServer(sopts...)
+	if load != nil {
+		if err := orca.Register(a.grpc, orca.ServiceOptions{ServerMetricsProvider: load.rec}); err != nil {
+			return nil, fmt.Errorf("framework: orca: %w", err)
+		}
+		a.Add("orca", load.run, func(error) { close(load.stop) })
+	}
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
 

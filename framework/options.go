@@ -51,6 +51,7 @@ type options struct {
 	maxSendMsgSize   int
 	maxStreams       uint32
 	registerTimeout  time.Duration
+	orca             bool
 }
 
 func defaultOptions() options {
@@ -128,6 +129,13 @@ func WithMaxMsgSize(recv, send int) Option {
 
 // WithMaxConcurrentStreams bounds streams per connection; default 1000.
 func WithMaxConcurrentStreams(n uint32) Option { return func(o *options) { o.maxStreams = n } }
+
+// WithORCA makes the App report its load with ORCA (CPU utilization of the
+// process, calls and errors per second, sampled every second) in every
+// response's trailer and through the OpenRcaService, so that clients with
+// grpc-go's weighted_round_robin (e.g. through svckit xds --wrr) balance on
+// the load each instance really has.
+func WithORCA() Option { return func(o *options) { o.orca = true } }
 
 // WithRegisterTimeout bounds the first registration; default 10s.
 func WithRegisterTimeout(d time.Duration) Option {

@@ -10,8 +10,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// clientBin is examples/fileserver/cmd/xdsclient, built once by TestMain.
-var clientBin string
+// clientBin is examples/fileserver/cmd/xdsclient and serverBin the
+// framework's test server, built once by TestMain.
+var clientBin, serverBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "xds-test-")
@@ -22,6 +23,11 @@ func TestMain(m *testing.M) {
 	clientBin = filepath.Join(dir, "xdsclient")
 	if out, err := exec.Command("go", "build", "-o", clientBin, "../../examples/fileserver/cmd/xdsclient").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build xdsclient: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	serverBin = filepath.Join(dir, "testserver")
+	if out, err := exec.Command("go", "build", "-o", serverBin, "../testdata/testserver").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build testserver: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -56,6 +57,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/svckit/svckit/framework/naming"
@@ -349,7 +351,12 @@ func cluster(name string, wrr bool) (*clusterv3.Cluster, error) {
 		LbPolicy: clusterv3.Cluster_ROUND_ROBIN,
 	}
 	if wrr {
-		inner, err := anypb.New(&cswrrv3.ClientSideWeightedRoundRobin{})
+		// Weights count 2s after an instance's first report (gRPC's
+		// default is 10s) and are recomputed every second.
+		inner, err := anypb.New(&cswrrv3.ClientSideWeightedRoundRobin{
+			BlackoutPeriod:     durationpb.New(2 * time.Second),
+			WeightUpdatePeriod: durationpb.New(time.Second),
+		})
 		if err != nil {
 			return nil, err
 		}

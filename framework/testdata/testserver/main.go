@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -27,13 +29,26 @@ func main() {
 	if regTimeout == 0 {
 		regTimeout = 10 * time.Second
 	}
+	var extra []framework.Option
+	if os.Getenv("TESTSERVER_ORCA") == "1" {
+		extra = append(extra, framework.WithORCA())
+	}
+	// TESTSERVER_BURN=2ms spends that much CPU in every call: a server
+	// that is more loaded than its peers for the same traffic.
+	if burn, _ := time.ParseDuration(os.Getenv("TESTSERVER_BURN")); burn > 0 {
+		extra = append(extra, framework.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			for end := time.Now().Add(burn); time.Now().Before(end); {
+			}
+			return h(ctx, req)
+		}))
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	app, err := framework.New("testsvc",
+	app, err := framework.New("testsvc", append([]framework.Option{
 		framework.WithConfig(cfg),
 		framework.WithLogger(log),
 		framework.WithVersion("test"),
 		framework.WithPropagationDelay(delay),
-		framework.WithRegisterTimeout(regTimeout))
+		framework.WithRegisterTimeout(regTimeout)}, extra...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testserver:", err)
 		os.Exit(2)
