@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/internal/logsink"
 	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/proc"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -112,5 +116,75 @@ func TestProxyRefusesBadFlags(t *testing.T) {
 		if strings.Contains(err.Error(), "\n") || out.String() != "" || errb.String() != "" {
 			t.Errorf("%v: want one line of error and no output; have %q, stdout %q, stderr %q", args, err, out.String(), errb.String())
 		}
+	}
+}
+
+// TestProxyStopsGracefullyOnSIGTERM: the svckit binary, sent SIGTERM while
+// a call is in flight, lets the call finish and exits 0.
+func TestProxyStopsGracefullyOnSIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "svckit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build svckit: %v\n%s", err, out)
+	}
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	arrived := make(chan struct{}, 1)
+	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+		framework.WithoutSignals(), framework.WithPropagationDelay(0),
+		framework.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		framework.WithUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			return h(ctx, req)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	actx, stopApp := context.WithCancel(context.Background())
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(actx) }()
+	defer func() { stopApp(); <-appDone }()
+
+	p, err := proc.Start(bin, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	m, err := p.WaitFor(regexp.MustCompile(`serving on (\S+)`), 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	poll.Until(t, 10*time.Second, "a call through the proxy", func() bool { return testsvc.Sleep(ctx, cc, 0) == nil })
+	for len(arrived) > 0 {
+		<-arrived
+	}
+	inFlight := make(chan error, 1)
+	go func() { inFlight <- testsvc.Sleep(ctx, cc, time.Second) }()
+	select {
+	case <-arrived:
+	case <-ctx.Done():
+		t.Fatal("the call never reached the backend")
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-inFlight; err != nil {
+		t.Errorf("call in flight during SIGTERM: %v", err)
+	}
+	code, err := p.Wait(20 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit: code %d, %v\n%s", code, err, p.Output())
 	}
 }
