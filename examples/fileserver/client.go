@@ -78,7 +78,7 @@ func (c *Client) Delete(ctx context.Context, path string) error {
 
 // Put uploads size bytes of r, whose SHA-256 is sum, to path.
 func (c *Client) Put(ctx context.Context, path string, r io.Reader, size int64, sum string, progress func(int64)) (FileInfo, error) {
-	stream, err := c.rpc.Upload(ctx)
+	stream, err := c.rpc.Upload(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -86,20 +86,25 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, size int64, 
 		_, err = stream.CloseAndRecv()
 		return FileInfo{}, err
 	}
-	buf := make([]byte, ChunkSize)
 	var sent int64
 	for {
-		n, rerr := r.Read(buf)
+		// Each chunk is read into a buffer of its own, which gRPC sends
+		// without copying and returns to chunkBufs once written.
+		bp := chunkBufs.Get(ChunkSize)
+		n, rerr := io.ReadFull(r, *bp)
 		if n > 0 {
-			if err := stream.Send(&pb.UploadRequest{Msg: &pb.UploadRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+			*bp = (*bp)[:n]
+			if err := sendChunk(stream, &pb.UploadRequest{Msg: &pb.UploadRequest_Chunk{Chunk: *bp}}, bp); err != nil {
 				break // the server ended the stream; CloseAndRecv says why
 			}
 			sent += int64(n)
 			if progress != nil {
 				progress(sent)
 			}
+		} else {
+			chunkBufs.Put(bp)
 		}
-		if errors.Is(rerr, io.EOF) {
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
 			break
 		}
 		if rerr != nil {
@@ -123,7 +128,7 @@ func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress fun
 	want := ""
 	var lastErr error
 	for attempt := 0; attempt < 6; attempt++ {
-		stream, err := c.rpc.Download(ctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true))
+		stream, err := c.rpc.Download(ctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true), grpc.ForceCodecV2(codec))
 		if err != nil {
 			return FileInfo{}, err
 		}
@@ -144,25 +149,38 @@ func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress fun
 
 // receive copies one download stream into w, counting bytes into got.
 func (c *Client) receive(stream grpc.ServerStreamingClient[pb.DownloadResponse], w io.Writer, got *int64, info *FileInfo, want *string, progress func(int64, int64)) error {
+	m := inChunk{Message: new(pb.DownloadResponse)}
+	defer m.free()
+	var pieces [][]byte
 	for {
-		m, err := stream.Recv()
+		m.free()
+		err := stream.RecvMsg(&m)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if i := m.GetInfo(); i != nil {
+		if !m.isChunk() {
+			i := m.Message.(*pb.DownloadResponse).GetInfo()
+			if i == nil {
+				continue // an empty message
+			}
 			if *want != "" && i.GetSha256() != *want {
 				return status.Errorf(codes.Aborted, "fileserver: %s changed during the download", i.GetInfo().GetPath())
 			}
 			*info, *want = fromPB(i.GetInfo()), i.GetSha256()
 			continue
 		}
-		if _, err := w.Write(m.GetChunk()); err != nil {
-			return fmt.Errorf("fileserver: write: %w", err)
+		// The chunk arrives in the transport's buffers, written out as
+		// they are: no copy.
+		pieces = m.pieces(pieces[:0])
+		for _, p := range pieces {
+			if _, err := w.Write(p); err != nil {
+				return fmt.Errorf("fileserver: write: %w", err)
+			}
+			*got += int64(len(p))
 		}
-		*got += int64(len(m.GetChunk()))
 		if progress != nil {
 			progress(*got, info.Size)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -195,14 +194,11 @@ func (s *DirService) Upload(ctx context.Context, p string, size int64, sum strin
 			_ = s.root.Remove(tmp)
 		}
 	}()
-	h := sha256.New()
-	// Chunk-sized writes: io.Copy's 32 KiB buffer made eight times the
-	// write calls.
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size+1), make([]byte, 1<<20))
+	n, got, err := writeHashed(f, io.LimitReader(ctxReader{ctx, r}, size+1))
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("fileserver: upload %s: %w", p, err)
 	}
-	if n != size || !hashEqual(h, want) {
+	if n != size || !bytes.Equal(got, want) {
 		return FileInfo{}, fmt.Errorf("%w: %s: got %d bytes", ErrMismatch, p, n)
 	}
 	if err := f.Sync(); err != nil {
@@ -333,7 +329,83 @@ func sizeOf(fi fs.FileInfo) int64 {
 	return fi.Size()
 }
 
-func hashEqual(h hash.Hash, want []byte) bool { return bytes.Equal(h.Sum(nil), want) }
+// writeHashed copies r to f and returns the number of bytes and their
+// SHA-256. Three things overlap rather than take turns:
+//   - writes are chunk-sized (io.Copy's 32 KiB buffer made eight times the
+//     write calls);
+//   - the hash runs in a goroutine of its own, one chunk behind the writes;
+//   - every syncEvery bytes, a Sync in the background starts writing what
+//     is written so far to disk, so that the caller's final Sync has little
+//     left to do. An error of those Syncs is returned: Linux reports a
+//     failed writeback to one fsync only.
+func writeHashed(f *os.File, r io.Reader) (int64, []byte, error) {
+	const (
+		bufs      = 3 // one being read, one being hashed, one spare
+		syncEvery = 32 << 20
+	)
+	free := make(chan []byte, bufs)
+	for range bufs {
+		free <- make([]byte, 1<<20)
+	}
+	full := make(chan []byte, bufs)
+	sum := make(chan []byte)
+	go func() {
+		h := sha256.New()
+		for b := range full {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+		sum <- h.Sum(nil)
+	}()
+	syncing := make(chan error, 1) // holds the result of the Sync running, if any
+	running := false
+	var syncErr error
+	var n, synced int64
+	var err error
+	for err == nil {
+		b := <-free
+		var k int
+		k, err = io.ReadFull(r, b)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = io.EOF
+		}
+		if k == 0 {
+			free <- b
+			continue
+		}
+		if _, werr := f.Write(b[:k]); werr != nil {
+			err = werr
+			break
+		}
+		n += int64(k)
+		full <- b[:k]
+		if n-synced < syncEvery {
+			continue
+		}
+		if running {
+			select {
+			case e := <-syncing:
+				syncErr, running = errors.Join(syncErr, e), false
+			default:
+				continue // the last one is still at work
+			}
+		}
+		synced, running = n, true
+		go func() { syncing <- f.Sync() }()
+	}
+	close(full)
+	h := <-sum
+	if running {
+		syncErr = errors.Join(syncErr, <-syncing)
+	}
+	if !errors.Is(err, io.EOF) {
+		return n, nil, err
+	}
+	if syncErr != nil {
+		return n, nil, fmt.Errorf("sync: %w", syncErr)
+	}
+	return n, h, nil
+}
 
 // ctxReader stops reading once ctx is done.
 type ctxReader struct {
