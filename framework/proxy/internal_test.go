@@ -3,14 +3,20 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/logsink"
 )
 
 func TestForwardedDropsTransportHeaders(t *testing.T) {
@@ -109,5 +115,53 @@ func TestBackendsBound(t *testing.T) {
 	}
 	if _, err := b.acquire(ctx, "d"); !errors.Is(err, errClosed) {
 		t.Fatalf("acquire after close: have %v, want errClosed", err)
+	}
+}
+
+// endpoint builds a resolver endpoint as the naming resolver does: with its
+// etcd key and metadata.
+func endpoint(key string, services ...string) resolver.Endpoint {
+	return resolver.Endpoint{Addresses: []resolver.Address{{Addr: key}},
+		Attributes: attributes.New(naming.AttrKey, key).WithValue(naming.AttrMetadata, naming.Metadata{Services: services})}
+}
+
+// TestRoutesTable: each gRPC service goes to the svckit service with the
+// most instances publishing it, a conflict is logged once, malformed keys
+// are skipped, and a route whose instances are gone stays known.
+func TestRoutesTable(t *testing.T) {
+	logs := &logsink.Buffer{}
+	r := newRoutes("services/", slog.New(slog.NewTextHandler(logs, nil)))
+	state := resolver.State{Endpoints: []resolver.Endpoint{
+		endpoint("services/a/127.0.0.1:1", "x.X"),
+		endpoint("services/a/127.0.0.1:2", "x.X"),
+		endpoint("services/b/127.0.0.1:3", "x.X", "y.Y"),
+		endpoint("elsewhere/c/127.0.0.1:4", "z.Z"),
+	}}
+	for range 2 {
+		if err := r.UpdateState(state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"x.X": "a", "y.Y": "b"}
+	if have := r.snapshot(); !maps.Equal(have, want) {
+		t.Fatalf("routes: have %v, want %v", have, want)
+	}
+	if n := logs.Count("several services publish one gRPC service"); n != 1 {
+		t.Errorf("conflict warnings: have %d, want 1 over two equal updates:\n%s", n, logs.String())
+	}
+	if n := logs.Count("skip record"); n != 2 {
+		t.Errorf("skip warnings: have %d, want 2 (one per update)", n)
+	}
+	if err := r.UpdateState(resolver.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if have := r.snapshot(); len(have) != 0 {
+		t.Fatalf("routes with no instance: have %v, want none", have)
+	}
+	if rt, ok := r.lookup("x.X"); !ok || rt.service != "a" || rt.instances != 0 {
+		t.Fatalf("x.X after its instances left: have %+v, %t; want known, a, 0 instances", rt, ok)
+	}
+	if _, ok := r.lookup("z.Z"); ok {
+		t.Fatal("z.Z, only under another prefix: known")
 	}
 }
