@@ -240,7 +240,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	cli := a.opts.etcdClient
 	var cleanups []error
 	if cli == nil && a.opts.registrar == nil {
-		cc := a.cfg.clientConfig()
+		cc := a.cfg.EtcdClientConfig()
 		cc.Logger = a.log
 		cli, err = naming.NewClient(cc)
 		if err != nil {

@@ -213,7 +213,9 @@ func (c Config) String() string {
 }
 
 // clientConfig returns the etcd client configuration of c.
-func (c Config) clientConfig() naming.ClientConfig {
+// EtcdClientConfig returns the etcd client configuration of c: endpoints,
+// user and the password read from the environment (never from a flag).
+func (c Config) EtcdClientConfig() naming.ClientConfig {
 	return naming.ClientConfig{Endpoints: c.Etcd, Username: c.EtcdUser, Password: c.etcdPassword}
 }
 

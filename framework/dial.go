@@ -150,7 +150,7 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 		if err := cfg.ApplyEnv(nil); err != nil {
 			return nil, fmt.Errorf("framework: dial: %w", err)
 		}
-		cc := cfg.clientConfig()
+		cc := cfg.EtcdClientConfig()
 		o.etcd = &cc
 	}
 	if o.timeout <= 0 {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -72,10 +71,6 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *backendCA == "" && (*backendCert != "" || *backendKey != "") {
 		return errors.New("proxy: --backend-cert and --backend-key need --backend-ca")
 	}
-	password, err := etcdPassword()
-	if err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := []proxy.Option{
@@ -101,8 +96,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opts = append(opts, proxy.WithDialOptions(framework.WithTransportCredentials(creds)))
 	}
-	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: strings.Split(*etcd, ","), Username: *etcdUser,
-		Password: password, DialTimeout: 3 * time.Second, Logger: log})
+	cfg.Etcd, cfg.EtcdUser = strings.Split(*etcd, ","), *etcdUser
+	cc := cfg.EtcdClientConfig()
+	cc.DialTimeout, cc.Logger = 3*time.Second, log
+	cli, err := naming.NewClient(cc)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
@@ -128,19 +125,4 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { <-ctx.Done(); stop() }()
 	fmt.Fprintf(stdout, "svckit proxy: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
 	return p.Serve(ctx, lis)
-}
-
-// etcdPassword reads the etcd password as framework.Config does: from
-// SVCKIT_ETCD_PASSWORD, or the file SVCKIT_ETCD_PASSWORD_FILE names, never
-// from a flag.
-func etcdPassword() (string, error) {
-	pw := os.Getenv("SVCKIT_ETCD_PASSWORD")
-	if f := os.Getenv("SVCKIT_ETCD_PASSWORD_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("SVCKIT_ETCD_PASSWORD_FILE: %w", err)
-		}
-		pw = strings.TrimRight(string(b), "\r\n")
-	}
-	return pw, nil
 }

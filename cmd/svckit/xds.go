@@ -31,6 +31,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:18000", "xDS gRPC address to listen on (host:port)")
 	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
+	etcdUser := fs.String("etcd-user", cfg.EtcdUser, "etcd user name (env SVCKIT_ETCD_USER; password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)")
 	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
 	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
 	if err := fs.Parse(args); err != nil {
@@ -46,7 +47,10 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--prefix: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: strings.Split(*etcd, ","), DialTimeout: 3 * time.Second, Logger: log})
+	cfg.Etcd, cfg.EtcdUser = strings.Split(*etcd, ","), *etcdUser
+	cc := cfg.EtcdClientConfig()
+	cc.DialTimeout, cc.Logger = 3*time.Second, log
+	cli, err := naming.NewClient(cc)
 	if err != nil {
 		return err
 	}
