@@ -68,7 +68,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ttls := map[int64]time.Duration{}
 	var rows []instance
 	for _, kv := range resp.Kvs {
-		svc, _, err := naming.ParseKey(*prefix, string(kv.Key))
+		svc, err := naming.ServiceOfKey(*prefix, string(kv.Key))
 		if err != nil {
 			fmt.Fprintf(stderr, "svckit: skip %s: %v\n", kv.Key, err)
 			continue

@@ -195,3 +195,25 @@ func FuzzParseTarget(f *testing.F) {
 		}
 	})
 }
+
+func TestServiceOfKey(t *testing.T) {
+	for key, want := range map[string]string{
+		"services/fs/127.0.0.1:1":       "fs",
+		"services/interop-b/instance-2": "interop-b", // endpoints.Manager's free-form key
+		"services/fs/v2/127.0.0.1:1":    "fs",
+		"services/fs-admin/127.0.0.1:1": "fs-admin",
+		"services/fs/":                  "",
+		"services/fs":                   "",
+		"services//127.0.0.1:1":         "",
+		"services/Bad Name/127.0.0.1:1": "",
+		"other/fs/127.0.0.1:1":          "",
+	} {
+		svc, err := naming.ServiceOfKey("services/", key)
+		if svc != want || (want == "") != (err != nil) {
+			t.Errorf("ServiceOfKey(%q) = %q, %v; want %q", key, svc, err, want)
+		}
+		if err != nil && !errors.Is(err, naming.ErrInvalid) {
+			t.Errorf("ServiceOfKey(%q): %v does not wrap ErrInvalid", key, err)
+		}
+	}
+}

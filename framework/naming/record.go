@@ -128,6 +128,27 @@ func ParseKey(prefix, key string) (service, addr string, err error) {
 	return service, addr, nil
 }
 
+// ServiceOfKey returns the service of a record's key under prefix. Keys
+// svckit writes are <prefix><service>/<addr>; keys written by etcd's
+// endpoints.Manager may end in any name (the record holds the address), so
+// only the service part must be valid, and something must follow it. Every
+// error wraps ErrInvalid.
+func ServiceOfKey(prefix, key string) (string, error) {
+	svc, _, err := ParseKey(prefix, key)
+	if err == nil {
+		return svc, nil
+	}
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok || ValidatePrefix(prefix) != nil {
+		return "", err
+	}
+	svc, name, _ := strings.Cut(rest, "/")
+	if name == "" || ValidateService(svc) != nil {
+		return "", err
+	}
+	return svc, nil
+}
+
 // Encode validates r and returns its JSON.
 func (r Record) Encode() ([]byte, error) {
 	if err := ValidateAddr(r.Addr); err != nil {

@@ -81,7 +81,7 @@ func (r *routes) UpdateState(s resolver.State) error {
 		if !ok {
 			continue
 		}
-		svc, _, err := naming.ParseKey(r.prefix, key)
+		svc, err := naming.ServiceOfKey(r.prefix, key)
 		if err != nil {
 			r.log.Warn("skip record", "key", key, "err", err)
 			continue

@@ -31,7 +31,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -207,7 +206,7 @@ func (s *Server) apply(st resolver.State) error {
 		if !ok || len(ep.Addresses) == 0 {
 			continue
 		}
-		svc, err := serviceOf(s.opts.prefix, key)
+		svc, err := naming.ServiceOfKey(s.opts.prefix, key)
 		if err != nil {
 			s.opts.log.Debug("skip key", "key", key, "err", err)
 			continue
@@ -262,26 +261,6 @@ func (s *Server) apply(st resolver.State) error {
 	s.opts.log.Info("snapshot", "services", len(services), "endpoints", len(st.Endpoints),
 		"cds", versions[0], "eds", versions[1], "lds", versions[2])
 	return nil
-}
-
-// serviceOf returns the service of a record's key. Keys that svckit writes
-// are <prefix><service>/<addr>; keys written by etcd's endpoints.Manager
-// may end in any name (the record holds the address), so only the service
-// part must parse.
-func serviceOf(prefix, key string) (string, error) {
-	svc, _, err := naming.ParseKey(prefix, key)
-	if err == nil {
-		return svc, nil
-	}
-	rest, ok := strings.CutPrefix(key, prefix)
-	if !ok {
-		return "", err
-	}
-	svc, _, _ = strings.Cut(rest, "/")
-	if naming.ValidateService(svc) != nil {
-		return "", err
-	}
-	return svc, nil
 }
 
 // version hashes resources into a version string.
