@@ -249,14 +249,11 @@ func startFileSrv(b *testing.B) (context.Context, *fileserver.Client) {
 	b.Cleanup(func() { _ = svc.Close() })
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = c.Endpoints()
-	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithoutSignals(),
-		framework.WithPropagationDelay(0), framework.WithLogger(quiet),
-		framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20),
-		framework.WithServerOption(fileserver.ServerWindows()...))
+	app, err := fileserver.NewApp(svc, framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(0), framework.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
 	}
-	fileserver.Register(app.GRPC(), svc, fileserver.MakeEndpoints(svc))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()

@@ -92,14 +92,11 @@ func startModeInstance(b *testing.B, cli *clientv3.Client, root string) (string,
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
-		framework.WithoutSignals(), framework.WithLogger(quietLog), framework.WithPropagationDelay(0),
-		framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20),
-		framework.WithServerOption(fileserver.ServerWindows()...))
+	app, err := fileserver.NewApp(svc, framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+		framework.WithoutSignals(), framework.WithLogger(quietLog), framework.WithPropagationDelay(0))
 	if err != nil {
 		b.Fatal(err)
 	}
-	fileserver.Register(app.GRPC(), svc, fileserver.MakeEndpoints(svc))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
@@ -167,17 +164,14 @@ func startModes(b *testing.B) *modesFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := grpc.NewServer()
-	xs.Register(g)
 	xlis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	xctx, xstop := context.WithCancel(ctx)
-	xdone, served := make(chan error, 1), make(chan struct{})
-	go func() { defer close(served); _ = g.Serve(xlis) }()
-	go func() { xdone <- xs.Run(xctx) }()
-	b.Cleanup(func() { xstop(); <-xdone; g.Stop(); <-served })
+	xdone := make(chan error, 1)
+	go func() { xdone <- xs.Serve(xctx, xlis) }()
+	b.Cleanup(func() { xstop(); <-xdone })
 	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(fmt.Sprintf(
 		`{"xds_servers":[{"server_uri":%q,"channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":"bench"}}`, xlis.Addr())))
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -64,18 +63,15 @@ type proc struct {
 	addr, admin string
 }
 
-var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
-
 // startProc starts the test server with args and env and waits until it
 // logs that it serves.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	p := launch(t, env, args...)
-	m, err := p.WaitFor(servingRE, 30*time.Second)
-	if err != nil {
+	var err error
+	if p.addr, p.admin, err = p.WaitServing(30 * time.Second); err != nil {
 		t.Fatalf("test server: %v", err)
 	}
-	p.addr, p.admin = m[1], m[2]
 	return p
 }
 
@@ -84,18 +80,7 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 func launch(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	// The race runtime sleeps 1s at exit by default; the tests time exits.
-	pp, err := childproc.Start(serverBin, args, append([]string{"GORACE=atexit_sleep_ms=0"}, env...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{Proc: pp}
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("test server %s output:\n%s", p.addr, p.Output())
-		}
-	})
-	return p
+	return &proc{Proc: childproc.StartT(t, serverBin, args, append([]string{"GORACE=atexit_sleep_ms=0"}, env...))}
 }
 
 func (p *proc) signal(t *testing.T, s syscall.Signal) {

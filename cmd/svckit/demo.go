@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"slices"
 	"sync"
 	"syscall"
@@ -33,8 +32,6 @@ import (
 // binary as a FileSrv instance.
 const demoInstance = "__demo-fileserver"
 
-var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
-
 // child is a FileSrv instance run as a child process.
 type child struct {
 	*proc.Proc
@@ -47,12 +44,12 @@ func startChild(name, exe, etcd, root string) (*child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	m, err := p.WaitFor(servingRE, 30*time.Second)
+	addr, _, err := p.WaitServing(30 * time.Second)
 	if err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &child{Proc: p, name: name, addr: m[1]}, nil
+	return &child{Proc: p, name: name, addr: addr}, nil
 }
 
 // stop ends the child with sig (killing it after 20s) and returns its exit

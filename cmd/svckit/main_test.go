@@ -190,7 +190,7 @@ func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Kill)
-	if _, err := srv.WaitFor(servingRE, 30*time.Second); err != nil {
+	if _, _, err := srv.WaitServing(30 * time.Second); err != nil {
 		t.Fatalf("greeter: %v", err)
 	}
 	out.Reset()

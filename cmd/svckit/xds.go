@@ -12,10 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/xds"
@@ -73,26 +69,8 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	g := grpc.NewServer()
-	xs.Register(g)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(g, hs)
-
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
-	ran := make(chan error, 1)
-	go func() { ran <- xs.Run(ctx) }()
 	fmt.Fprintf(stdout, "svckit xds: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
-	select {
-	case err = <-ran:
-	case err = <-served:
-		stop()
-		<-ran
-	}
-	// xDS streams never end by themselves: stop at once, clients keep
-	// their last configuration and reconnect.
-	g.Stop()
-	return err
+	return xs.Serve(ctx, lis)
 }

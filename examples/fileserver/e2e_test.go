@@ -58,29 +58,16 @@ type server struct {
 	addr, admin string
 }
 
-var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
-
 // startServer runs a fileserver on root against etcd, with extra flags,
 // and waits until it serves; it is killed at cleanup.
 func startServer(t *testing.T, etcd, root string, extra ...string) *server {
 	t.Helper()
 	args := append([]string{"--etcd", etcd, "--root", root, "--ttl", "2s", "--admin", "127.0.0.1:0", "--listen", "127.0.0.1:0"}, extra...)
-	p, err := proc.Start(serverBin, args, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{Proc: p}
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("fileserver %s:\n%s", s.addr, p.Output())
-		}
-	})
-	m, err := p.WaitFor(servingRE, 30*time.Second)
-	if err != nil {
+	s := &server{Proc: proc.StartT(t, serverBin, args, nil)}
+	var err error
+	if s.addr, s.admin, err = s.WaitServing(30 * time.Second); err != nil {
 		t.Fatalf("fileserver: %v", err)
 	}
-	s.addr, s.admin = m[1], m[2]
 	return s
 }
 

@@ -54,17 +54,29 @@ func Main(args []string, version string) error {
 		return fmt.Errorf("--root: %w", err)
 	}
 	defer svc.Close()
-	app, err := framework.New("fileserver",
+	app, err := NewApp(svc,
 		framework.WithConfig(cfg),
 		framework.WithVersion(version),
 		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
-		framework.WithTracerProvider(tr.TracerProvider()),
-		// Room for a chunk and its envelope.
-		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20),
-		framework.WithServerOption(ServerWindows()...))
+		framework.WithTracerProvider(tr.TracerProvider()))
 	if err != nil {
 		return err
 	}
-	Register(app.GRPC(), svc, MakeEndpoints(svc))
 	return app.Run(ctx)
+}
+
+// NewApp returns the App of a FileSrv instance over svc: its message size
+// bound (room for a chunk and its envelope) and flow-control windows, then
+// opts, with the service registered on it. Main runs one; tests and
+// benchmarks run several in one process.
+func NewApp(svc Service, opts ...framework.Option) (*framework.App, error) {
+	app, err := framework.New("fileserver", append([]framework.Option{
+		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20),
+		framework.WithServerOption(ServerWindows()...),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	Register(app.GRPC(), svc, MakeEndpoints(svc))
+	return app, nil
 }

@@ -238,26 +238,25 @@ func (c *Cluster) Leader() int {
 
 // Stop stops member i. Its ports and data stay reserved for Restart.
 func (c *Cluster) Stop(i int) {
-	c.mu.Lock()
-	m := c.members[i]
-	e := m.etcd
-	m.etcd = nil
-	c.mu.Unlock()
-	if e != nil {
+	if e := c.take(i); e != nil {
 		e.Close()
 	}
+}
+
+// take marks member i stopped and returns its server, if it ran.
+func (c *Cluster) take(i int) *embed.Etcd {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.members[i].etcd
+	c.members[i].etcd = nil
+	return e
 }
 
 // Kill stops member i at once, as a crash would: a leader does not hand
 // its leadership over first, as Stop lets it. Its ports and data stay
 // reserved for Restart.
 func (c *Cluster) Kill(i int) {
-	c.mu.Lock()
-	m := c.members[i]
-	e := m.etcd
-	m.etcd = nil
-	c.mu.Unlock()
-	if e != nil {
+	if e := c.take(i); e != nil {
 		e.Server.HardStop()
 		e.Close()
 	}

@@ -3,7 +3,6 @@ package xds_test
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -20,22 +19,16 @@ import (
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
-var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
-
 // startTestServer runs the framework's test server as a child process
 // reporting its load with ORCA, and returns its address.
 func startTestServer(t *testing.T, ep string, env ...string) string {
 	t.Helper()
-	p, err := proc.Start(serverBin, []string{"--etcd", ep, "--ttl", "5s"}, append([]string{"TESTSERVER_ORCA=1"}, env...))
+	p := proc.StartT(t, serverBin, []string{"--etcd", ep, "--ttl", "5s"}, append([]string{"TESTSERVER_ORCA=1"}, env...))
+	addr, _, err := p.WaitServing(30 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Kill)
-	m, err := p.WaitFor(servingRE, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m[1]
+	return addr
 }
 
 func TestWeightedRoundRobinFollowsReportedLoad(t *testing.T) {

@@ -52,6 +52,8 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/protobuf/proto"
@@ -144,6 +146,35 @@ func (s *Server) Register(g *grpc.Server) {
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// Serve serves the discovery services and gRPC health on lis, built with
+// opts, and watches etcd (Run) until ctx ends. xDS streams never end by
+// themselves, so it then stops at once: clients keep their last
+// configuration and reconnect. It returns the error of the watch or of the
+// listener, if either fails.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
+	g := grpc.NewServer(opts...)
+	s.Register(g)
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served, ran := make(chan error, 1), make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	go func() { ran <- s.Run(ctx) }()
+	var err error
+	select {
+	case err = <-ran:
+		g.Stop()
+		<-served
+	case err = <-served:
+		cancel()
+		g.Stop()
+		if rerr := <-ran; err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 // Run watches etcd and updates the snapshot until ctx ends. It returns an

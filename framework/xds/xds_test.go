@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
@@ -44,14 +42,11 @@ func startFileServer(t *testing.T, ep, root string, propagation time.Duration, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithoutSignals(),
-		framework.WithLogger(quiet), framework.WithPropagationDelay(propagation), framework.WithMetadata(md),
-		framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20),
-		framework.WithServerOption(fileserver.ServerWindows()...))
+	app, err := fileserver.NewApp(svc, framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithLogger(quiet), framework.WithPropagationDelay(propagation), framework.WithMetadata(md))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fileserver.Register(app.GRPC(), svc, fileserver.MakeEndpoints(svc))
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- app.Run(ctx) }()
@@ -78,23 +73,18 @@ func startXDS(t *testing.T, c *etcdtest.Cluster, opts ...xds.Option) (*xds.Serve
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	xs.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served, ran := make(chan struct{}), make(chan error, 1)
-	go func() { defer close(served); _ = g.Serve(lis) }()
-	go func() { ran <- xs.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- xs.Serve(ctx, lis) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("xds run: %v", err)
+		if err := <-done; err != nil {
+			t.Errorf("xds serve: %v", err)
 		}
-		g.Stop()
-		<-served
 	})
 	return xs, lis.Addr().String()
 }
@@ -132,16 +122,7 @@ func TestPlainGRPCClientReachesFileSrvThroughXDS(t *testing.T) {
 	xs, addr := startXDS(t, c)
 	poll.Until(t, 10*time.Second, "3 instances served", func() bool { return len(xs.Services()["fileserver"]) == 3 })
 
-	p, err := proc.Start(clientBin, []string{"-loop", "30s"}, []string{"GRPC_XDS_BOOTSTRAP=" + bootstrap(t, addr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("xdsclient output (tail):\n%s", tail(p.Output(), 2000))
-		}
-	})
+	p := proc.StartT(t, clientBin, []string{"-loop", "30s"}, []string{"GRPC_XDS_BOOTSTRAP=" + bootstrap(t, addr)})
 	if _, err := p.WaitFor(regexp.MustCompile(`downloaded ok bytes=4194304`), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

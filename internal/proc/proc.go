@@ -34,6 +34,46 @@ func Start(bin string, args, env []string) (*Proc, error) {
 	return p, nil
 }
 
+// TB is the part of testing.TB that StartT uses.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
+// StartT is Start for tests: it fails tb if bin does not start, and kills
+// the process when tb ends, logging its output if tb failed.
+func StartT(tb TB, bin string, args, env []string) *Proc {
+	tb.Helper()
+	p, err := Start(bin, args, env)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		p.Kill()
+		if tb.Failed() {
+			tb.Logf("%s %v output:\n%s", bin, args, p.Output())
+		}
+	})
+	return p
+}
+
+// ServingRE matches the line framework.App logs once it serves: its gRPC
+// address and its admin address (empty when off).
+var ServingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
+
+// WaitServing waits up to d until the process, a program on framework.App,
+// logs that it serves, and returns its gRPC and admin addresses.
+func (p *Proc) WaitServing(d time.Duration) (addr, admin string, err error) {
+	m, err := p.WaitFor(ServingRE, d)
+	if err != nil {
+		return "", "", err
+	}
+	return m[1], m[2], nil
+}
+
 // Output returns what the process has written so far.
 func (p *Proc) Output() string { return p.out.String() }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -48,30 +47,17 @@ type server struct {
 	addr, admin string
 }
 
-var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
-
 // startServer starts a chaos server registered in etcd at endpoints, with
 // a 2s TTL and an admin port, and waits until it serves; env injects
 // faults (see testdata/chaosserver). It is killed at cleanup if running.
 func startServer(t *testing.T, endpoints string, env ...string) *server {
 	t.Helper()
 	args := []string{"--etcd", endpoints, "--ttl", ttl.String(), "--admin", "127.0.0.1:0", "--shutdown-timeout", "10s"}
-	p, err := proc.Start(serverBin, args, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{Proc: p}
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			t.Logf("server %s output:\n%s", s.addr, s.Output())
-		}
-	})
-	m, err := p.WaitFor(servingRE, 30*time.Second)
-	if err != nil {
+	s := &server{Proc: proc.StartT(t, serverBin, args, env)}
+	var err error
+	if s.addr, s.admin, err = s.WaitServing(30 * time.Second); err != nil {
 		t.Fatalf("chaos server: %v", err)
 	}
-	s.addr, s.admin = m[1], m[2]
 	return s
 }
 
@@ -137,13 +123,14 @@ var clientSeq atomic.Int64
 
 // dial returns a framework.Dial connection to the chaos service, balanced
 // by policy (a recorded wrap of it), retrying the test service's calls on
-// UNAVAILABLE.
+// UNAVAILABLE, its resolver's logs discarded unless opts say otherwise.
 func dial(t *testing.T, policy string, opts ...framework.DialOption) *client {
 	t.Helper()
 	id := fmt.Sprintf("chaos-client-%d", clientSeq.Add(1))
 	c := &client{rec: newRecorder(id), attempts: &attempts{last: map[string]time.Time{}, n: map[string]int64{}}}
 	opts = append([]framework.DialOption{
 		framework.WithBalancer(recordedName(policy)),
+		framework.WithDialLogger(quiet),
 		framework.WithIdempotent(testsvc.ServiceName),
 		framework.WithDialTimeout(10 * time.Second),
 		framework.WithGRPCDialOption(grpc.WithUserAgent(id), grpc.WithStatsHandler(c.attempts)),

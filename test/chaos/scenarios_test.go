@@ -47,6 +47,26 @@ func startServers(t *testing.T, n int, endpoints string, env ...string) []*serve
 	return out
 }
 
+// fleet is one etcd, n chaos servers registered in it, and a p2c_ewma
+// client that resolves every one of them.
+type fleet struct {
+	c    *etcdtest.Cluster
+	cli  *clientv3.Client
+	ep   string
+	srvs []*server
+	cl   *client
+}
+
+func startFleet(t *testing.T, n int, dialOpts ...framework.DialOption) *fleet {
+	t.Helper()
+	f := &fleet{c: etcdtest.Start(t)}
+	f.cli, f.ep = f.c.Client(t), f.c.Endpoint(0)
+	f.srvs = startServers(t, n, f.ep)
+	f.cl = dial(t, lb.P2CEWMA, append([]framework.DialOption{etcdAt(f.ep)}, dialOpts...)...)
+	f.cl.waitEndpoints(t, n, 10*time.Second)
+	return f
+}
+
 // noFailures fails t if l saw a failed call.
 func noFailures(t *testing.T, l *load) {
 	t.Helper()
@@ -57,12 +77,8 @@ func noFailures(t *testing.T, l *load) {
 
 func TestRollingRestart(t *testing.T) {
 	leakCheck(t)
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	ep := c.Endpoint(0)
-	srvs := startServers(t, 3, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
-	cl.waitEndpoints(t, 3, 10*time.Second)
+	f := startFleet(t, 3)
+	cli, ep, srvs, cl := f.cli, f.ep, f.srvs, f.cl
 
 	l := sleepLoad(cl, 8, 5_000, 0)
 	start := time.Now()
@@ -88,12 +104,8 @@ func TestRollingRestart(t *testing.T) {
 
 func TestKill9(t *testing.T) {
 	leakCheck(t)
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	ep := c.Endpoint(0)
-	srvs := startServers(t, 3, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
-	cl.waitEndpoints(t, 3, 10*time.Second)
+	f := startFleet(t, 3)
+	cli, srvs, cl := f.cli, f.srvs, f.cl
 
 	l := sleepLoad(cl, 8, 5_000, 0)
 	l.waitCalls(t, 1_000, 30*time.Second)
@@ -128,7 +140,7 @@ func TestEtcdLeaderLoss(t *testing.T) {
 	cli := c.Client(t)
 	eps := c.Endpoints()
 	srvs := startServers(t, 3, strings.Join(eps, ","))
-	cl := dial(t, lb.P2CEWMA, etcdAt(eps...), framework.WithDialLogger(quiet))
+	cl := dial(t, lb.P2CEWMA, etcdAt(eps...))
 	cl.waitEndpoints(t, 3, 10*time.Second)
 	cl.rec.reset()
 
@@ -168,12 +180,8 @@ func TestEtcdLeaderLoss(t *testing.T) {
 
 func TestEtcdDown(t *testing.T) {
 	leakCheck(t)
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	ep := c.Endpoint(0)
-	srvs := startServers(t, 3, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
-	cl.waitEndpoints(t, 3, 10*time.Second)
+	f := startFleet(t, 3)
+	c, cli, srvs, cl := f.c, f.cli, f.srvs, f.cl
 
 	l := sleepLoad(cl, 8, 20_000, 0)
 	l.waitCalls(t, 500, 30*time.Second)
@@ -275,7 +283,7 @@ func TestServerCutOffFromEtcd(t *testing.T) {
 	px := newEtcdProxy(t, ep)
 	startServers(t, 2, ep)
 	victim := startServer(t, strings.TrimPrefix(px.From(), "tcp://"))
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
+	cl := dial(t, lb.P2CEWMA, etcdAt(ep))
 	cl.waitEndpoints(t, 3, 10*time.Second)
 
 	l := sleepLoad(cl, 8, 20_000, 0)
@@ -319,7 +327,7 @@ func TestSlowServer(t *testing.T) {
 	slow := startServer(t, ep, "CHAOS_DELAY=50ms")
 
 	measure := func(policy string, calls int) (float64, int64) {
-		cl := dial(t, policy, etcdAt(ep), framework.WithDialLogger(quiet))
+		cl := dial(t, policy, etcdAt(ep))
 		cl.waitEndpoints(t, 3, 10*time.Second)
 		l := sleepLoad(cl, 8, 10_000, 0)
 		l.waitCalls(t, 300, 30*time.Second) // first prices
@@ -349,7 +357,7 @@ func TestFailingServer(t *testing.T) {
 	ep := c.Endpoint(0)
 	startServers(t, 2, ep)
 	bad := startServer(t, ep, "CHAOS_FAIL=1")
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
+	cl := dial(t, lb.P2CEWMA, etcdAt(ep))
 	cl.waitEndpoints(t, 3, 10*time.Second)
 
 	l := sleepLoad(cl, 8, 50_000, 0)
@@ -371,12 +379,8 @@ func TestFailingServer(t *testing.T) {
 
 func TestChurn(t *testing.T) {
 	leakCheck(t)
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	ep := c.Endpoint(0)
-	startServers(t, 3, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
-	cl.waitEndpoints(t, 3, 10*time.Second)
+	f := startFleet(t, 3)
+	cli, cl := f.cli, f.cl
 	cl.rec.reset()
 
 	l := sleepLoad(cl, 4, 100_000, 0)
@@ -504,7 +508,7 @@ func Test50kKeys(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	cl := dial(t, "none", etcdAt(c.Endpoint(0)), framework.WithDialLogger(quiet), framework.WithoutWait())
+	cl := dial(t, "none", etcdAt(c.Endpoint(0)), framework.WithoutWait())
 	cl.Connect()
 	poll.Until(t, 60*time.Second, "50,000 endpoints at the balancer", func() bool { return cl.rec.size() == n })
 	first := time.Since(start)
@@ -527,13 +531,9 @@ func Test50kKeys(t *testing.T) {
 
 func TestGarbageRecords(t *testing.T) {
 	leakCheck(t)
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	ep := c.Endpoint(0)
-	startServers(t, 3, ep)
 	logs := newLogCounter()
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(logs.logger()))
-	cl.waitEndpoints(t, 3, 10*time.Second)
+	f := startFleet(t, 3, framework.WithDialLogger(logs.logger()))
+	cli, cl := f.cli, f.cl
 	good := cl.rec.endpoints()
 	cl.rec.reset()
 
@@ -600,7 +600,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	ep := c.Endpoint(0)
 	srvs := startServers(t, 3, ep)
 	px := etcdtest.NewProxy(t, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(px.Addr()), framework.WithDialLogger(quiet))
+	cl := dial(t, lb.P2CEWMA, etcdAt(px.Addr()))
 	cl.waitEndpoints(t, 3, 10*time.Second)
 
 	l := sleepLoad(cl, 8, 20_000, 0)
@@ -642,7 +642,7 @@ func TestPanics(t *testing.T) {
 	cli := c.Client(t)
 	ep := c.Endpoint(0)
 	srv := startServer(t, ep)
-	cl := dial(t, lb.P2CEWMA, etcdAt(ep), framework.WithDialLogger(quiet))
+	cl := dial(t, lb.P2CEWMA, etcdAt(ep))
 
 	var mu sync.Mutex
 	internal, leaky := 0, []string{}
