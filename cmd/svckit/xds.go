@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
 	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the flag package printed the usage
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
