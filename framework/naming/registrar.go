@@ -101,6 +101,15 @@ func WithStopTimeout(d time.Duration) RegistrarOption {
 }
 
 // Registrar keeps one instance registered in etcd under a lease.
+//
+// Its methods are safe for concurrent use. Of any number of concurrent
+// Register calls at most one registers; the others return an error at once.
+// Deregister stops the Registrar for good: it cancels a Register in
+// progress, waits for it, and revokes every lease it may have left, so that
+// once any Deregister call returns no record of this Registrar is left in
+// etcd (unless the revoke itself failed, which it returns; the lease then
+// expires after its TTL). Register after or during Deregister returns an
+// error and writes nothing.
 type Registrar struct {
 	cli   *clientv3.Client
 	inst  Instance
@@ -110,13 +119,19 @@ type Registrar struct {
 	opts  registrarOptions
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	status  Status
-	started bool
-	lease   clientv3.LeaseID
-	rev     int64 // revision of the last put of the record
-	cancel  context.CancelFunc
-	done    chan struct{}
+	mu          sync.Mutex
+	status      Status
+	registering chan struct{} // closed when the Register in progress returns; nil if none
+	regCancel   context.CancelFunc
+	started     bool               // Register succeeded and keep runs
+	stopping    bool               // Deregister was called
+	lease       clientv3.LeaseID   // lease of the record, 0 when none
+	stale       clientv3.LeaseID   // a lost lease not yet revoked, 0 when none
+	rev         int64              // revision of the last put of the record
+	cancel      context.CancelFunc // stops keep
+	done        chan struct{}      // closed by keep, or by Deregister if keep never ran
+	stopped     chan struct{}      // closed when the first Deregister has finished
+	stopErr     error
 }
 
 // NewRegistrar validates inst and the options and returns a Registrar. It
@@ -156,14 +171,15 @@ func NewRegistrar(cli *clientv3.Client, inst Instance, opts ...RegistrarOption) 
 	}
 	key := Key(o.prefix, inst.Service, inst.Addr)
 	r := &Registrar{
-		cli:   cli,
-		inst:  inst,
-		key:   key,
-		value: string(v),
-		ttl:   int64((o.ttl + time.Second - 1) / time.Second),
-		opts:  o,
-		log:   o.logger.With("component", "registrar", "service", inst.Service, "key", key),
-		done:  make(chan struct{}),
+		cli:     cli,
+		inst:    inst,
+		key:     key,
+		value:   string(v),
+		ttl:     int64((o.ttl + time.Second - 1) / time.Second),
+		opts:    o,
+		log:     o.logger.With("component", "registrar", "service", inst.Service, "key", key),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	r.status.Key = key
 	return r, nil
@@ -183,26 +199,48 @@ func (r *Registrar) Status() Status {
 // Deregister, or when its etcd client is closed.
 func (r *Registrar) Done() <-chan struct{} { return r.done }
 
+// errStopped is returned by Register once Deregister has been called.
+var errStopped = errors.New("registrar stopped by Deregister")
+
 // Register grants a lease and puts the record once, within ctx, then keeps
-// it in the background until Deregister. An error means nothing was left
-// registered; Register may then be called again.
+// it in the background until Deregister. It returns an error, and does
+// nothing, if another Register is in progress or has succeeded, or if
+// Deregister has been called; a Deregister during Register makes it fail and
+// leaves nothing behind. After any other error nothing was left registered
+// and Register may be called again.
 func (r *Registrar) Register(ctx context.Context) error {
 	r.mu.Lock()
-	if r.started {
+	switch {
+	case r.stopping:
 		r.mu.Unlock()
-		return errors.New("naming: registrar already started")
+		return fmt.Errorf("naming: register %s: %w", r.key, errStopped)
+	case r.started || r.registering != nil:
+		r.mu.Unlock()
+		return fmt.Errorf("naming: register %s: registrar already started", r.key)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	registering := make(chan struct{})
+	r.registering, r.regCancel = registering, cancel
 	r.mu.Unlock()
 
-	if err := r.put(ctx); err != nil {
-		r.setErr(err)
+	err := r.put(ctx)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.registering, r.regCancel = nil, nil
+	// Deregister waits for this close before it revokes r.lease, so a
+	// record put after it began is revoked by it.
+	defer close(registering)
+	if err == nil && r.stopping {
+		err = fmt.Errorf("naming: register %s: %w", r.key, errStopped)
+	}
+	if err != nil {
+		r.status.LastError = err
 		return err
 	}
-	kctx, cancel := context.WithCancel(context.Background())
-	r.mu.Lock()
-	r.started = true
-	r.cancel = cancel
-	r.mu.Unlock()
+	kctx, kcancel := context.WithCancel(context.Background())
+	r.started, r.cancel = true, kcancel
 	r.log.Info("registered", "addr", r.inst.Addr, "lease_id", int64(r.lease), "ttl_s", r.ttl)
 	go r.keep(kctx)
 	return nil
@@ -256,7 +294,7 @@ func (r *Registrar) keep(ctx context.Context) {
 		}
 		r.mu.Lock()
 		old := r.lease
-		r.lease = 0
+		r.lease, r.stale = 0, old
 		r.status.State = StateLost
 		r.status.LeaseID = 0
 		r.status.Losses++
@@ -286,7 +324,11 @@ func (r *Registrar) keep(ctx context.Context) {
 		// Revoke it only now that the key is under the new lease: revoking
 		// it first would delete the key and make clients drop the instance.
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _ = r.cli.Revoke(rctx, old)
+		if _, err := r.cli.Revoke(rctx, old); err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			r.mu.Lock()
+			r.stale = 0
+			r.mu.Unlock()
+		}
 		cancel()
 		st := r.Status()
 		r.log.Warn("registered again", "lease_id", int64(st.LeaseID), "registrations", st.Registrations)
@@ -363,19 +405,42 @@ func (r *Registrar) hold(ctx context.Context) string {
 	}
 }
 
-// Deregister stops keeping the record, deletes the key if it is still this
-// registrar's, and revokes the lease. It is bounded by ctx, or by the stop
-// timeout if ctx has no deadline. Calling it again does nothing.
+// Deregister stops the registrar for good: it cancels a Register in
+// progress and waits for it, stops keeping the record, and revokes the lease,
+// which deletes the key if it is still this registrar's. The revoke is
+// bounded by ctx, or by the stop timeout if ctx has no deadline. Concurrent
+// and later calls wait for the first to finish (or for their ctx to end) and
+// return its result, so that when any call returns nil no record is left.
 func (r *Registrar) Deregister(ctx context.Context) error {
 	r.mu.Lock()
-	started, cancel := r.started, r.cancel
-	r.cancel = nil
-	r.mu.Unlock()
-	if !started || cancel == nil {
-		return nil
+	if r.stopping {
+		r.mu.Unlock()
+		select {
+		case <-r.stopped:
+			return r.stopErr
+		case <-ctx.Done():
+			return fmt.Errorf("naming: deregister %s: %w", r.key, ctx.Err())
+		}
 	}
-	cancel()
-	<-r.done
+	r.stopping = true
+	registering, regCancel := r.registering, r.regCancel
+	r.mu.Unlock()
+	defer close(r.stopped)
+
+	if registering != nil {
+		regCancel()
+		<-registering
+	}
+	// No Register can start keep from here on.
+	r.mu.Lock()
+	started, cancel := r.started, r.cancel
+	r.mu.Unlock()
+	if started {
+		cancel()
+		<-r.done
+	} else {
+		close(r.done)
+	}
 
 	if _, ok := ctx.Deadline(); !ok {
 		var c context.CancelFunc
@@ -383,20 +448,25 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 		defer c()
 	}
 	r.mu.Lock()
-	lease := r.lease
-	r.lease = 0
+	leases := []clientv3.LeaseID{r.lease, r.stale}
+	r.lease, r.stale = 0, 0
 	r.status.State = StateStopped
 	r.status.LeaseID = 0
 	r.mu.Unlock()
-	if lease == 0 {
-		return nil
+	var errs []error
+	for _, lease := range leases {
+		if lease == 0 {
+			continue
+		}
+		// Revoking the lease deletes the key in the same write, and only if
+		// the key is still under this lease: during a restart on the same
+		// address the new instance may own it already.
+		if _, err := r.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			errs = append(errs, fmt.Errorf("naming: revoke lease %x of %s: %w", int64(lease), r.key, err))
+			continue
+		}
+		r.log.Info("deregistered", "lease_id", int64(lease))
 	}
-	// Revoking the lease deletes the key in the same write, and only if the
-	// key is still under this lease: during a restart on the same address
-	// the new instance may own it already.
-	if _, err := r.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("naming: revoke lease %x of %s: %w", int64(lease), r.key, err)
-	}
-	r.log.Info("deregistered", "lease_id", int64(lease))
-	return nil
+	r.stopErr = errors.Join(errs...)
+	return r.stopErr
 }

@@ -3,8 +3,11 @@ package naming_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,4 +245,98 @@ func TestKeepaliveResponsesAreConsumed(t *testing.T) {
 	if st := r.Status(); st.Losses != 0 {
 		t.Fatalf("losses on a healthy etcd: %d", st.Losses)
 	}
+}
+
+// Register and Deregister called together, many times over: nothing panics,
+// at most one Register wins, and once a Deregister returns no record is
+// left, whichever call got where first.
+func TestConcurrentRegisterAndDeregisterLeaveNoRecord(t *testing.T) {
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	cli := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// How long one Register takes here (the fastest of three, the first
+	// one connecting): Deregister is started at points spread from 0 to
+	// twice that.
+	took := time.Hour
+	for i := range 3 {
+		probe, err := naming.NewRegistrar(cli, naming.Instance{Service: "probe", Addr: fmt.Sprintf("127.0.0.1:%d", 7990+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := probe.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took = min(took, time.Since(start))
+		if err := probe.Deregister(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := 2 * took / 8
+	const rounds = 60
+	var registered, cutShort int
+	for i := range rounds {
+		// A long TTL: a record left behind stays for the checks to see.
+		r, err := naming.NewRegistrar(cli, naming.Instance{Service: "race", Addr: fmt.Sprintf("127.0.0.1:%d", 8000+i)},
+			naming.WithTTL(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				if r.Register(ctx) == nil {
+					wins.Add(1)
+				}
+			})
+		}
+		for d := range 2 {
+			wg.Go(func() {
+				// Deregister at a point that moves through the Registers'
+				// grant and put from round to round (not a synchronisation).
+				time.Sleep(time.Duration((i+d*3)%8) * step)
+				if err := r.Deregister(ctx); err != nil {
+					t.Errorf("round %d: deregister %d: %v", i, d, err)
+					return
+				}
+				resp, err := admin.Get(ctx, r.Key())
+				if err != nil {
+					t.Errorf("round %d: get: %v", i, err)
+				} else if len(resp.Kvs) != 0 {
+					t.Errorf("round %d: record left right after deregister %d returned", i, d)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		switch have := wins.Load(); have {
+		case 0:
+			cutShort++
+		case 1:
+			registered++
+		default:
+			t.Fatalf("round %d: %d Register calls succeeded, want at most 1", i, have)
+		}
+		if n := etcdtest.Count(t, admin, "services/race/"); n != 0 {
+			t.Fatalf("round %d: %d records left after every call returned", i, n)
+		}
+		select {
+		case <-r.Done():
+		default:
+			t.Fatalf("round %d: Done not closed after Deregister", i)
+		}
+		if st := r.Status(); st.State != naming.StateStopped {
+			t.Fatalf("round %d: state %s, want stopped", i, st.State)
+		}
+		if err := r.Register(ctx); err == nil {
+			t.Fatalf("round %d: Register after Deregister: have nil error", i)
+		}
+	}
+	t.Logf("Register alone took %s", took.Round(time.Microsecond))
+	t.Logf("%d rounds: %d registered then deregistered, %d with every Register cut short or refused", rounds, registered, cutShort)
 }
