@@ -12,7 +12,8 @@
 // A SignalHandler is the actor that turns SIGINT and SIGTERM into a clean
 // stop, and a second signal (or a signal during a shutdown that began for
 // another reason) into a hard stop, which run.SignalHandler cannot: it stops
-// listening after the first.
+// listening after the first. After the hard stop it lets go of the signals,
+// so a third one ends a process whose hard stop hangs.
 //
 // The package leaves out timeouts: an interrupt that may block must bound
 // itself (for example with the hard-stop channel).

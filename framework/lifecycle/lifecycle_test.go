@@ -2,7 +2,9 @@ package lifecycle_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -10,9 +12,37 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/svckit/svckit/framework/lifecycle"
+	"github.com/svckit/svckit/internal/proc"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// childEnv makes the test binary, run again as a child process, play the
+// part named by its value instead of running the tests.
+const childEnv = "LIFECYCLE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "hard-stop-hangs" {
+		hardStopHangs()
+		os.Exit(3)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// hardStopHangs is a program whose shutdown hangs even after the hard stop,
+// as one stuck in a syscall or a deadlock would.
+func hardStopHangs() {
+	h := lifecycle.NewSignalHandler()
+	var g lifecycle.Group
+	g.Add("signals", h.Execute, h.Interrupt)
+	g.Add("stuck", func() error {
+		<-h.Hard()
+		fmt.Println("hard stop")
+		time.Sleep(time.Minute) // hangs, but is bounded for the test's sake
+		fmt.Println("hung for a minute")
+		return nil
+	}, func(error) { fmt.Println("stopping") })
+	fmt.Println("ready")
+	_ = g.Run()
+}
 
 func TestGroupErrorNamesTheActor(t *testing.T) {
 	var g lifecycle.Group
@@ -92,4 +122,35 @@ func TestSignalAfterOtherCauseIsHard(t *testing.T) {
 	if have, want := err.Error(), "failing: etcd unreachable"; have != want {
 		t.Fatalf("have %q, want %q", have, want)
 	}
+}
+
+// After the hard stop the handler lets go of SIGTERM: a third one ends a
+// process whose hard stop hangs, as it would a process without a handler.
+func TestThirdSignalEndsProcessWhoseHardStopHangs(t *testing.T) {
+	p := proc.StartT(t, os.Args[0], nil, []string{childEnv + "=hard-stop-hangs"})
+	step := func(what string) {
+		t.Helper()
+		if _, err := p.WaitFor(regexp.MustCompile("(?m)^"+what+"$"), 30*time.Second); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+	}
+	step("ready")
+	for _, want := range []string{"stopping", "hard stop"} {
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		step(want)
+	}
+	start := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatalf("third SIGTERM: %v (the signal was swallowed)", err)
+	}
+	if code != -1 {
+		t.Fatalf("exit code %d, want -1 (ended by the signal):\n%s", code, p.Output())
+	}
+	t.Logf("third SIGTERM ended the process in %s", time.Since(start).Round(time.Millisecond))
 }

@@ -23,8 +23,10 @@ func (e *SignalError) Error() string { return fmt.Sprintf("received %s", e.Signa
 func (e *SignalError) Is(target error) bool { return target == ErrSignal }
 
 // SignalHandler is an actor that ends its group on the first signal, and
-// closes Hard on the next one. Create it with NewSignalHandler and Stop it
-// when the group has returned.
+// closes Hard on the next one. Once Hard is closed it no longer catches its
+// signals: one more gets the default action (for SIGINT and SIGTERM, the
+// process ends) unless the program catches it elsewhere. Create it with
+// NewSignalHandler and Stop it when the group has returned.
 type SignalHandler struct {
 	c           chan os.Signal
 	first       chan struct{}
@@ -63,6 +65,11 @@ func (h *SignalHandler) loop() {
 		select {
 		case s := <-h.c:
 			if draining {
+				// Give the signals back to the runtime before anyone can
+				// see Hard, so that the next one gets the default action
+				// (for SIGINT and SIGTERM: the process ends) should the
+				// hard stop itself hang.
+				signal.Stop(h.c)
 				close(h.hard)
 				return
 			}
@@ -94,7 +101,8 @@ func (h *SignalHandler) Interrupt(error) {
 }
 
 // Hard is closed when a signal arrives while the group is already stopping:
-// the caller should cut every wait short.
+// the caller should cut every wait short. From then on a further signal is
+// not caught.
 func (h *SignalHandler) Hard() <-chan struct{} { return h.hard }
 
 // Stop stops listening for signals.
