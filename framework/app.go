@@ -171,6 +171,11 @@ func (a *App) Name() string { return a.name }
 
 // Add adds an actor that runs beside the server and is interrupted after
 // the gRPC server has stopped, in the order added. Call it before Run.
+//
+// Once interrupted, the actor has the shutdown timeout (--shutdown-timeout)
+// for its execute and its interrupt to return, cut short by a hard stop. An
+// actor that overruns it is abandoned: its goroutines are left running, the
+// shutdown goes on, and Run's error names it with a *lifecycle.ActorError.
 func (a *App) Add(name string, execute func() error, interrupt func(error)) {
 	a.actors = append(a.actors, actor{name, execute, interrupt})
 }
@@ -376,8 +381,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	var stuckMu sync.Mutex
 	for _, act := range a.actors {
-		g.Add(act.name, act.execute, act.interrupt)
+		execute, interrupt := bound(act, a.cfg.ShutdownTimeout, hard.Done(), func(err error) {
+			a.log.Error("actor did not stop; abandoned", "actor", act.name, "err", err)
+			stuckMu.Lock()
+			cleanups = append(cleanups, err)
+			stuckMu.Unlock()
+		})
+		g.Add(act.name, execute, interrupt)
 	}
 
 	runErr := g.Run()
@@ -393,6 +405,55 @@ func (a *App) Run(ctx context.Context) (err error) {
 		runErr = nil
 	}
 	return errors.Join(append([]error{runErr}, cleanups...)...)
+}
+
+// bound returns act's funcs such that, once interrupted, they return within d
+// or when hard closes, whichever is first. If act's own funcs have not both
+// returned by then, they are abandoned, stuck is called with an error naming
+// act, and the returned execute returns nil: run.Group keeps only the error
+// of the first actor to return, so the caller collects stuck's.
+func bound(act actor, d time.Duration, hard <-chan struct{}, stuck func(error)) (execute func() error, interrupt func(error)) {
+	returned := make(chan struct{}) // act.execute returned
+	abandoned := make(chan struct{})
+	var err error
+	execute = func() error {
+		go func() {
+			err = act.execute()
+			close(returned)
+		}()
+		select {
+		case <-returned:
+			return err
+		case <-abandoned:
+			return nil
+		}
+	}
+	interrupt = func(cause error) {
+		interrupted := make(chan struct{}) // act.interrupt returned
+		go func() {
+			act.interrupt(cause)
+			close(interrupted)
+		}()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		for ret, intr := returned, interrupted; ret != nil || intr != nil; {
+			select {
+			case <-ret:
+				ret = nil
+			case <-intr:
+				intr = nil
+			case <-t.C:
+				stuck(&lifecycle.ActorError{Actor: act.name, Err: fmt.Errorf("did not stop within %s (--shutdown-timeout)", d)})
+				close(abandoned)
+				return
+			case <-hard:
+				stuck(&lifecycle.ActorError{Actor: act.name, Err: errors.New("did not stop before the hard stop")})
+				close(abandoned)
+				return
+			}
+		}
+	}
+	return execute, interrupt
 }
 
 // newRegistrar builds the registrar of this instance.

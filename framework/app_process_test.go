@@ -132,6 +132,21 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	t.Logf("second SIGTERM → exit in %s (drain was 60s)", time.Since(start).Round(time.Millisecond))
 }
 
+func TestStuckActorDoesNotKeepTheProcessAlive(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	p := startProc(t, []string{"TESTSERVER_STUCK_ACTOR=1"}, "--etcd", c.Endpoint(0), "--shutdown-timeout", "1s")
+	start := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit code: have %d, want 1", code)
+	}
+	if line, want := lastLine(p.Output()), "testserver: stuck: did not stop within 1s (--shutdown-timeout)"; line != want {
+		t.Fatalf("last line: have %q, want %q", line, want)
+	}
+	t.Logf("SIGTERM → exit 1 in %s with a stuck actor (propagation delay 300ms, shutdown timeout 1s)", time.Since(start).Round(time.Millisecond))
+}
+
 func TestKill9LeavesRecordUntilTTL(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t)

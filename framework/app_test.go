@@ -14,6 +14,7 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -165,4 +166,62 @@ func TestNewRefusesInvalidInput(t *testing.T) {
 			t.Errorf("%s: have nil error", name)
 		}
 	}
+}
+
+// An actor whose interrupt never returns is abandoned after the shutdown
+// timeout: the actors after it still stop, and Run returns an error naming
+// it instead of hanging.
+func TestStuckActorIsAbandonedAfterShutdownTimeout(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	cfg.ShutdownTimeout = 500 * time.Millisecond
+	app, err := framework.New("stuck", framework.WithConfig(cfg), framework.WithoutSignals(), framework.WithPropagationDelay(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{}) // ends the stuck actor's goroutines after the test, for goleak
+	t.Cleanup(func() { close(release) })
+	app.Add("stuck", func() error { <-release; return nil }, func(error) { <-release })
+	after := make(chan struct{})
+	app.Add("after", func() error { <-after; return nil }, func(error) { close(after) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started within 20s")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still running 20s after cancel: the stuck actor is not bounded")
+	}
+	took := time.Since(start)
+	var ae *lifecycle.ActorError
+	if !errors.As(err, &ae) || ae.Actor != "stuck" {
+		t.Fatalf("Run: have %v, want an *lifecycle.ActorError naming stuck", err)
+	}
+	if have, want := err.Error(), "stuck: did not stop within 500ms (--shutdown-timeout)"; have != want {
+		t.Fatalf("Run: have %q, want %q", have, want)
+	}
+	select {
+	case <-after:
+	default:
+		t.Error("the actor after the stuck one was never interrupted")
+	}
+	if took < cfg.ShutdownTimeout || took > cfg.ShutdownTimeout+5*time.Second {
+		t.Errorf("Run returned %s after cancel, want about the 500ms shutdown timeout", took)
+	}
+	if n := etcdtest.Count(t, cli, "services/stuck/"); n != 0 {
+		t.Errorf("%d records left", n)
+	}
+	t.Logf("Run returned %s after cancel with a stuck actor (shutdown timeout 500ms)", took.Round(time.Millisecond))
 }

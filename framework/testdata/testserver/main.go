@@ -54,6 +54,12 @@ func main() {
 		os.Exit(2)
 	}
 	testsvc.Register(app.GRPC())
+	// TESTSERVER_STUCK_ACTOR=1 adds an actor that never stops, as one
+	// blocked on a dead peer would.
+	if os.Getenv("TESTSERVER_STUCK_ACTOR") == "1" {
+		never := make(chan struct{})
+		app.Add("stuck", func() error { <-never; return nil }, func(error) { <-never })
+	}
 	if err := app.Run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "testserver:", err)
 		os.Exit(1)
