@@ -17,12 +17,15 @@ func (a *App) adminHandler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// /readyz: "ready" or "not ready", then a line on the registration or
+	// on why not, e.g. "registration lost (…)" while etcd is away.
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		ready, detail := a.readiness()
+		if !ready {
+			http.Error(w, "not ready\n"+detail, http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte("ready\n" + detail + "\n"))
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

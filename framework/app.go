@@ -197,11 +197,43 @@ func (a *App) AdminAddr() string {
 	return a.admin
 }
 
-// Ready reports whether the App serves, is registered, and is not stopping:
-// what /readyz answers.
+// Ready reports whether the App can serve now, which is what /readyz
+// answers: it has started (listening, registered once) and no stop has
+// begun. A registration lost afterwards leaves it ready, as the instance
+// still serves the clients that know it (see /readyz, the svckit_registered
+// metric and the logs for the registration), unless
+// WithReadinessRequiresRegistration.
 func (a *App) Ready() bool {
+	ready, _ := a.readiness()
+	return ready
+}
+
+// readiness returns whether the App is ready and a line on why not, or on
+// its registration when it is.
+func (a *App) readiness() (ready bool, detail string) {
+	select {
+	case <-a.started:
+	default:
+		return false, "starting"
+	}
+	if a.stopping.Load() {
+		return false, "stopping"
+	}
 	reg := a.registrar()
-	return reg != nil && !a.stopping.Load() && reg.Registered()
+	state := "not registered"
+	if er, ok := reg.(etcdRegistrar); ok {
+		st := er.Status()
+		state = st.State.String()
+		if st.State != naming.StateRegistered && st.LastError != nil {
+			state += " (" + st.LastError.Error() + ")"
+		}
+	} else if reg.Registered() {
+		state = "registered"
+	}
+	if a.opts.readyNeedsReg && !reg.Registered() {
+		return false, "registration " + state
+	}
+	return true, "registration " + state
 }
 
 func (a *App) registrar() Registrar {

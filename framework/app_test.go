@@ -3,8 +3,10 @@ package framework_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
 )
 
 // probeRegistrar wraps the etcd registrar and, at the moment the App
@@ -224,4 +227,119 @@ func TestStuckActorIsAbandonedAfterShutdownTimeout(t *testing.T) {
 		t.Errorf("%d records left", n)
 	}
 	t.Logf("Run returned %s after cancel with a stuck actor (shutdown timeout 500ms)", took.Round(time.Millisecond))
+}
+
+// getReadyz returns the status and body of the App's /readyz.
+func getReadyz(t *testing.T, app *framework.App) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + app.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("/readyz body: %v", err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// etcd away for longer than the TTL: the registration is lost on every
+// instance at once, but each can still serve, so readiness holds (unless
+// the option asks for the old behaviour), and /readyz says what was lost.
+// A stop still makes it fail first.
+func TestReadinessOutlivesEtcdOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      []framework.Option
+		wantCode  int
+		wantLines string
+	}{
+		{"default", nil, http.StatusOK, "ready\nregistration lost"},
+		{"WithReadinessRequiresRegistration", []framework.Option{framework.WithReadinessRequiresRegistration()},
+			http.StatusServiceUnavailable, "not ready\nregistration lost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := etcdtest.Start(t)
+			cli := c.Client(t)
+			cfg := framework.DefaultConfig()
+			cfg.Etcd = c.Endpoints()
+			cfg.Admin = "127.0.0.1:0"
+			cfg.TTL = 2 * time.Second
+			cfg.ShutdownTimeout = 5 * time.Second
+			app, err := framework.New("outage", append([]framework.Option{framework.WithConfig(cfg),
+				framework.WithoutSignals(), framework.WithPropagationDelay(2 * time.Second)}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- app.Run(ctx) }()
+			select {
+			case <-app.Started():
+			case err := <-done:
+				t.Fatalf("Run: %v", err)
+			case <-time.After(20 * time.Second):
+				t.Fatal("not started within 20s")
+			}
+			if code, body := getReadyz(t, app); code != http.StatusOK || body != "ready\nregistration registered\n" {
+				t.Fatalf("/readyz while registered: %d %q", code, body)
+			}
+
+			c.Stop(0)
+			stopped := time.Now()
+			var code int
+			var body string
+			var lostAfter time.Duration
+			// Watch /readyz until etcd has been away for twice the TTL.
+			poll.Until(t, 30*time.Second, "etcd away for 2×TTL", func() bool {
+				code, body = getReadyz(t, app)
+				lost := strings.Contains(body, "registration lost")
+				if lost && lostAfter == 0 {
+					lostAfter = time.Since(stopped)
+				}
+				if want := http.StatusOK; !lost && code != want {
+					t.Fatalf("/readyz %s after etcd stopped, registration not lost yet: have %d %q, want %d",
+						time.Since(stopped).Round(time.Millisecond), code, body, want)
+				}
+				if lost && (code != tc.wantCode || !strings.HasPrefix(body, tc.wantLines) || app.Ready() != (tc.wantCode == http.StatusOK)) {
+					t.Fatalf("/readyz %s after etcd stopped (TTL 2s): have %d %q, ready %t; want %d %q…",
+						time.Since(stopped).Round(time.Millisecond), code, body, app.Ready(), tc.wantCode, tc.wantLines)
+				}
+				return lost && time.Since(stopped) > 2*cfg.TTL
+			})
+			t.Logf("etcd stopped: registration lost after %s (TTL 2s); /readyz %d %q after %s",
+				lostAfter.Round(time.Millisecond), code, body, time.Since(stopped).Round(time.Millisecond))
+
+			if err := c.Restart(0); err != nil {
+				t.Fatal(err)
+			}
+			poll.Until(t, 30*time.Second, "registered again", func() bool {
+				code, body = getReadyz(t, app)
+				return code == http.StatusOK && body == "ready\nregistration registered\n"
+			})
+			if n := etcdtest.Count(t, cli, "services/outage/"); n != 1 {
+				t.Fatalf("records after etcd came back: have %d, want 1", n)
+			}
+
+			// The drain: readiness fails while the App still serves through
+			// its 2s propagation delay.
+			cancel()
+			poll.Until(t, 2*time.Second, "/readyz 503 during the drain", func() bool {
+				code, body = getReadyz(t, app)
+				return code == http.StatusServiceUnavailable
+			})
+			if body != "not ready\nstopping\n" {
+				t.Errorf("/readyz body during the drain: %q", body)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if n := etcdtest.Count(t, cli, "services/outage/"); n != 0 {
+				t.Fatalf("records after Run: have %d, want 0", n)
+			}
+		})
+	}
 }

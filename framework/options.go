@@ -52,6 +52,7 @@ type options struct {
 	maxStreams       uint32
 	registerTimeout  time.Duration
 	orca             bool
+	readyNeedsReg    bool
 }
 
 func defaultOptions() options {
@@ -141,6 +142,15 @@ func WithORCA() Option { return func(o *options) { o.orca = true } }
 func WithRegisterTimeout(d time.Duration) Option {
 	return func(o *options) { o.registerTimeout = d }
 }
+
+// WithReadinessRequiresRegistration makes readiness (App.Ready, /readyz)
+// also require the instance's record to be live in etcd. Off by default:
+// when etcd is away past the TTL every instance loses its record at once,
+// and a readiness that follows it takes every instance out of its load
+// balancer (on Kubernetes, every pod out of its Service) although the
+// instances can still serve. Use it only where nothing but etcd routes to
+// the instances.
+func WithReadinessRequiresRegistration() Option { return func(o *options) { o.readyNeedsReg = true } }
 
 func (o options) validate() error {
 	switch {
