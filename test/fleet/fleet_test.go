@@ -115,7 +115,7 @@ func TestXDS(t *testing.T) {
 	if code := xdsProc.Stop(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("svckit xds: exit %d:\n%s", code, xdsProc.Output())
 	}
-	startCmd(t, xdsArgs...) // etcd is down: it serves, and serves nothing it does not know
+	startCmd(t, xdsArgs...)     // etcd is down: it serves, and serves nothing it does not know
 	time.Sleep(3 * time.Second) // hold the outage while the load runs
 	if err := f.etcd.Restart(0); err != nil {
 		t.Fatal(err)
