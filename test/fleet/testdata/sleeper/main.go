@@ -1,0 +1,41 @@
+// Command sleeper is the fleet tier's second service: the test service
+// (internal/testsvc) on framework.App, registered under the name given by
+// FLEET_SERVICE (default "sleeper") with the standard svckit flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/internal/testsvc"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sleeper:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := framework.ParseConfig(os.Args[1:], nil)
+	if err != nil {
+		return err
+	}
+	name := os.Getenv("FLEET_SERVICE")
+	if name == "" {
+		name = "sleeper"
+	}
+	app, err := framework.New(name,
+		framework.WithConfig(cfg),
+		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
+		framework.WithVersion("fleet"))
+	if err != nil {
+		return err
+	}
+	testsvc.Register(app.GRPC())
+	return app.Run(context.Background())
+}
