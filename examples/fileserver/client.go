@@ -135,11 +135,16 @@ func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress fun
 	want := ""
 	var lastErr error
 	for attempt := 0; attempt < 6; attempt++ {
-		stream, err := c.rpc.Download(ctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true), grpc.ForceCodecV2(codec))
+		// Each attempt's stream ends with its context, also when Get stops
+		// reading it early.
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := c.rpc.Download(sctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true), grpc.ForceCodecV2(codec))
 		if err != nil {
+			cancel()
 			return FileInfo{}, err
 		}
 		err = c.receive(stream, w, h, &got, &info, &want, progress)
+		cancel()
 		if errors.Is(err, ErrLocalWrite) {
 			return FileInfo{}, fmt.Errorf("fileserver: get %s: %w", path, err)
 		}
