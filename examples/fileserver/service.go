@@ -137,21 +137,18 @@ func NewDirService(dir string, maxSize int64) (*DirService, error) {
 }
 
 // removeStaleUploads removes the temporary files of uploads last written
-// before cutoff and returns how many it removed. It does its best: a
-// directory it cannot read, or a file gone meanwhile (another instance
-// removed it first), is skipped.
-func (s *DirService) removeStaleUploads(cutoff time.Time) int {
-	n := 0
+// before cutoff. It does its best: a directory it cannot read, or a file
+// gone meanwhile (another instance removed it first), is skipped.
+func (s *DirService) removeStaleUploads(cutoff time.Time) {
 	_ = fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tmpPrefix) {
 			return nil
 		}
-		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) && s.root.Remove(p) == nil {
-			n++
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = s.root.Remove(p)
 		}
 		return nil
 	})
-	return n
 }
 
 // Close releases the root directory.
