@@ -17,6 +17,10 @@ import (
 	"github.com/svckit/svckit/framework/kit"
 )
 
+// ErrLocalWrite is the error of Client.Get when the writer it was given
+// fails; the writer's own error is wrapped too. It is never retried.
+var ErrLocalWrite = errors.New("local write failed")
+
 // Client is FileSrv's client over a connection from framework.Dial.
 type Client struct {
 	rpc                pb.FileServiceClient
@@ -119,8 +123,11 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, size int64, 
 }
 
 // Get downloads path into w, verifying its SHA-256. A stream that breaks
-// (the instance died) is resumed from the bytes already written, on
-// whichever instance the connection's balancer picks, up to 5 times.
+// (the instance died) is resumed from the bytes w has accepted, on
+// whichever instance the connection's balancer picks, up to 5 times. An
+// error of w itself (including a short write) is not retried: Get returns
+// it at once, wrapped with ErrLocalWrite, and w then holds an incomplete
+// prefix of the file.
 func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress func(done, total int64)) (FileInfo, error) {
 	h := sha256.New()
 	var got int64
@@ -128,11 +135,19 @@ func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress fun
 	want := ""
 	var lastErr error
 	for attempt := 0; attempt < 6; attempt++ {
-		stream, err := c.rpc.Download(ctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true), grpc.ForceCodecV2(codec))
+		// Each attempt's stream ends with its context, also when Get stops
+		// reading it early.
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := c.rpc.Download(sctx, &pb.DownloadRequest{Path: path, Offset: got}, grpc.WaitForReady(true), grpc.ForceCodecV2(codec))
 		if err != nil {
+			cancel()
 			return FileInfo{}, err
 		}
-		err = c.receive(stream, io.MultiWriter(w, h), &got, &info, &want, progress)
+		err = c.receive(stream, w, h, &got, &info, &want, progress)
+		cancel()
+		if errors.Is(err, ErrLocalWrite) {
+			return FileInfo{}, fmt.Errorf("fileserver: get %s: %w", path, err)
+		}
 		if err == nil {
 			if sum := hex.EncodeToString(h.Sum(nil)); sum != want || got != info.Size {
 				return FileInfo{}, status.Errorf(codes.DataLoss, "fileserver: %s: got %d bytes with SHA-256 %s, want %d and %s", path, got, sum, info.Size, want)
@@ -147,8 +162,10 @@ func (c *Client) Get(ctx context.Context, path string, w io.Writer, progress fun
 	return FileInfo{}, fmt.Errorf("fileserver: get %s: gave up resuming: %w", path, lastErr)
 }
 
-// receive copies one download stream into w, counting bytes into got.
-func (c *Client) receive(stream grpc.ServerStreamingClient[pb.DownloadResponse], w io.Writer, got *int64, info *FileInfo, want *string, progress func(int64, int64)) error {
+// receive copies one download stream into w and h, counting bytes into got.
+// h and got only ever see the bytes w accepted, so a resume starts exactly
+// where w stopped; an error of w wraps ErrLocalWrite.
+func (c *Client) receive(stream grpc.ServerStreamingClient[pb.DownloadResponse], w, h io.Writer, got *int64, info *FileInfo, want *string, progress func(int64, int64)) error {
 	m := inChunk{Message: new(pb.DownloadResponse)}
 	defer m.free()
 	var pieces [][]byte
@@ -176,10 +193,15 @@ func (c *Client) receive(stream grpc.ServerStreamingClient[pb.DownloadResponse],
 		// they are: no copy.
 		pieces = m.pieces(pieces[:0])
 		for _, p := range pieces {
-			if _, err := w.Write(p); err != nil {
-				return fmt.Errorf("fileserver: write: %w", err)
+			n, err := w.Write(p)
+			h.Write(p[:n])
+			*got += int64(n)
+			if err == nil && n < len(p) {
+				err = io.ErrShortWrite
 			}
-			*got += int64(len(p))
+			if err != nil {
+				return fmt.Errorf("%w after %d bytes: %w", ErrLocalWrite, *got, err)
+			}
 		}
 		if progress != nil {
 			progress(*got, info.Size)

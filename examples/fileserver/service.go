@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,10 +25,20 @@ var (
 	ErrNotFound    = errors.New("not found")
 	ErrTooLarge    = errors.New("file too large")
 	ErrMismatch    = errors.New("content does not match the declared size or checksum")
+	// ErrNoSpace is a full disk or an exhausted quota (ENOSPC, EDQUOT) met
+	// while storing an upload; the errno is wrapped too.
+	ErrNoSpace = errors.New("server out of space")
 )
 
 // tmpPrefix marks uploads in progress: hidden from List, never served.
 const tmpPrefix = ".upload-"
+
+// StaleUploadAge is how long ago an upload's temporary file must have been
+// last written for NewDirService to remove it as left by a crash. An upload
+// in progress writes its file as chunks arrive, so on a root shared by
+// several instances only an upload stalled for this long loses its file
+// (and fails with NotFound at the rename).
+const StaleUploadAge = time.Hour
 
 // FileInfo describes a stored file or directory.
 type FileInfo struct {
@@ -59,20 +70,28 @@ type DirService struct {
 	root    *os.Root
 	maxSize int64
 	sums    sumCache
+
+	// afterRename, if set, runs in Upload just after the rename: tests use
+	// it to interleave another upload of the same path there.
+	afterRename func(p string)
 }
 
-// sumCache remembers the SHA-256 of files by path, size and modification
-// time, so that Stat and Download do not hash an unchanged file again. It
-// is per instance; another instance sharing the root hashes once itself.
+// sumCache remembers the SHA-256 of files, so that Stat and Download do not
+// hash an unchanged file again. An entry is found by path but belongs to one
+// file: its identity (device and inode, os.SameFile), size and modification
+// time, all from a Stat of the open file, must match the file being
+// described. A path that now names another file (another instance on the
+// shared root renamed an upload over it) misses and is hashed again. The
+// cache is per instance; another instance sharing the root hashes once
+// itself.
 type sumCache struct {
 	mu sync.Mutex
 	m  map[string]cachedSum
 }
 
 type cachedSum struct {
-	size int64
-	mod  time.Time
-	sum  string
+	fi  fs.FileInfo // from a Stat of the open file the sum is of
+	sum string
 }
 
 // maxCachedSums bounds the cache; past it, the cache starts again empty.
@@ -82,7 +101,7 @@ func (c *sumCache) get(p string, fi fs.FileInfo) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[p]
-	if !ok || e.size != fi.Size() || !e.mod.Equal(fi.ModTime()) {
+	if !ok || !os.SameFile(e.fi, fi) || e.fi.Size() != fi.Size() || !e.fi.ModTime().Equal(fi.ModTime()) {
 		return "", false
 	}
 	return e.sum, true
@@ -94,13 +113,16 @@ func (c *sumCache) put(p string, fi fs.FileInfo, sum string) {
 	if c.m == nil || len(c.m) >= maxCachedSums {
 		c.m = make(map[string]cachedSum)
 	}
-	c.m[p] = cachedSum{size: fi.Size(), mod: fi.ModTime(), sum: sum}
+	c.m[p] = cachedSum{fi: fi, sum: sum}
 }
 
 var _ Service = (*DirService)(nil)
 
 // NewDirService serves the directory dir, refusing files over maxSize
-// bytes. Close it when done.
+// bytes. It first removes, anywhere under dir, the temporary files of
+// uploads last written more than StaleUploadAge ago, which a crashed
+// instance leaves; younger ones may be uploads in progress on another
+// instance and stay. That walks the whole tree once. Close it when done.
 func NewDirService(dir string, maxSize int64) (*DirService, error) {
 	if maxSize <= 0 {
 		return nil, fmt.Errorf("fileserver: max file size %d must be positive", maxSize)
@@ -109,7 +131,24 @@ func NewDirService(dir string, maxSize int64) (*DirService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fileserver: root %s: %w", dir, err)
 	}
-	return &DirService{root: r, maxSize: maxSize}, nil
+	s := &DirService{root: r, maxSize: maxSize}
+	s.removeStaleUploads(time.Now().Add(-StaleUploadAge))
+	return s, nil
+}
+
+// removeStaleUploads removes the temporary files of uploads last written
+// before cutoff. It does its best: a directory it cannot read, or a file
+// gone meanwhile (another instance removed it first), is skipped.
+func (s *DirService) removeStaleUploads(cutoff time.Time) {
+	_ = fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = s.root.Remove(p)
+		}
+		return nil
+	})
 }
 
 // Close releases the root directory.
@@ -152,13 +191,18 @@ func native(p string) string {
 	return p
 }
 
-// rootErr maps the errors of os.Root to the service's.
+// rootErr maps the errors of os.Root and of files in it to the service's.
 func rootErr(p string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s", ErrNotFound, p)
 	case strings.Contains(err.Error(), "path escapes from parent"):
 		return fmt.Errorf("%w: %s escapes the root", ErrInvalidPath, p)
+	case errors.Is(err, syscall.ENOSPC):
+		// Only the errno: the *fs.PathError names the server's directory.
+		return fmt.Errorf("%w: %s: %w", ErrNoSpace, p, syscall.ENOSPC)
+	case errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%w: %s: %w", ErrNoSpace, p, syscall.EDQUOT)
 	}
 	return fmt.Errorf("fileserver: %s: %w", p, err)
 }
@@ -196,24 +240,29 @@ func (s *DirService) Upload(ctx context.Context, p string, size int64, sum strin
 	}()
 	n, got, err := writeHashed(f, io.LimitReader(ctxReader{ctx, r}, size+1))
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("fileserver: upload %s: %w", p, err)
+		return FileInfo{}, rootErr(p, fmt.Errorf("upload: %w", err))
 	}
 	if n != size || !bytes.Equal(got, want) {
 		return FileInfo{}, fmt.Errorf("%w: %s: got %d bytes", ErrMismatch, p, n)
 	}
 	if err := f.Sync(); err != nil {
-		return FileInfo{}, fmt.Errorf("fileserver: sync %s: %w", p, err)
+		return FileInfo{}, rootErr(p, fmt.Errorf("sync: %w", err))
+	}
+	// The file's identity, taken from the open file before the rename: the
+	// path may name another instance's upload as soon as the rename is done.
+	fi, err := f.Stat()
+	if err != nil {
+		return FileInfo{}, rootErr(p, fmt.Errorf("stat: %w", err))
 	}
 	if err := f.Close(); err != nil {
-		return FileInfo{}, fmt.Errorf("fileserver: close %s: %w", p, err)
+		return FileInfo{}, rootErr(p, fmt.Errorf("close: %w", err))
 	}
 	if err := s.root.Rename(tmp, p); err != nil {
 		return FileInfo{}, rootErr(p, err)
 	}
 	done = true
-	fi, err := s.root.Stat(p)
-	if err != nil {
-		return FileInfo{}, rootErr(p, err)
+	if s.afterRename != nil {
+		s.afterRename(p)
 	}
 	s.sums.put(p, fi, sum)
 	return FileInfo{Path: p, Size: sizeOf(fi), ModTime: fi.ModTime()}, nil

@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/svckit/svckit/examples/fileserver"
 )
@@ -227,4 +229,94 @@ func FuzzCleanPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestChecksumBelongsToTheFileRenamed(t *testing.T) {
+	// Two instances on one root; b's upload of the same path lands just
+	// after a's rename, before a caches its checksum.
+	a, dir := newService(t, 1<<20)
+	b, err := fileserver.NewDirService(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := context.Background()
+	x, y := bytes.Repeat([]byte("x"), 100<<10), bytes.Repeat([]byte("y"), 100<<10)
+	raced := false
+	fileserver.SetAfterRename(a, func(p string) {
+		if raced {
+			return
+		}
+		raced = true
+		if _, err := b.Upload(ctx, p, int64(len(y)), sum(y), bytes.NewReader(y)); err != nil {
+			t.Errorf("racing upload: %v", err)
+		}
+	})
+	if _, err := a.Upload(ctx, "same", int64(len(x)), sum(x), bytes.NewReader(x)); err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("the racing upload did not run")
+	}
+	onDisk, err := os.ReadFile(filepath.Join(dir, "same"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sum(onDisk)
+	for name, s := range map[string]*fileserver.DirService{"a": a, "b": b} {
+		if _, have, err := s.Stat(ctx, "same"); err != nil || have != want {
+			t.Errorf("%s: stat: have %s, %v; want the sum on disk %s", name, have, err, want)
+		}
+		f, _, have, err := s.Open(ctx, "same")
+		if err != nil {
+			t.Fatalf("%s: open: %v", name, err)
+		}
+		_ = f.Close()
+		if have != want {
+			t.Errorf("%s: open: have sum %s, want the sum on disk %s", name, have, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var got bytes.Buffer
+	if _, err := serve(t, a).Get(ctx, "same", &got, nil); err != nil {
+		t.Fatalf("get from a: %v", err)
+	}
+	if !bytes.Equal(got.Bytes(), onDisk) {
+		t.Fatal("get from a: bytes differ from the file on disk")
+	}
+}
+
+func TestNewDirServiceRemovesStaleUploads(t *testing.T) {
+	dir := t.TempDir()
+	stale := time.Now().Add(-fileserver.StaleUploadAge - time.Minute)
+	for _, f := range []struct {
+		name string
+		mod  time.Time
+	}{
+		{".upload-crashed.tmp", stale},
+		{"d/e/.upload-crashed.tmp", stale},
+		{".upload-in-progress.tmp", time.Now()}, // another instance's
+		{"old.txt", stale},
+	} {
+		p := filepath.Join(dir, f.name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, f.mod, f.mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := fileserver.NewDirService(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	have, want := entries(t, dir), []string{".upload-in-progress.tmp", "old.txt"}
+	if !slices.Equal(have, want) {
+		t.Fatalf("after start: have %v, want %v", have, want)
+	}
 }
