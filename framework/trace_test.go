@@ -2,10 +2,13 @@ package framework_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -15,6 +18,7 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -134,6 +138,152 @@ func TestTraceSpansClientToAToB(t *testing.T) {
 	}
 	if s, ok := spans["svckit.test.Test/Sleep/server"]; ok && s.SpanKind() != trace.SpanKindServer {
 		t.Errorf("server span kind %s", s.SpanKind())
+	}
+}
+
+// streamsDesc is a service with one method of each streaming kind: Collect
+// (client-streaming: reads to the end, then answers once), Feed
+// (server-streaming: three messages) and Hold (bidi: open until the caller
+// goes away).
+var streamsDesc = grpc.ServiceDesc{
+	ServiceName: "svckit.test.Streams",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Collect", ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			for {
+				err := ss.RecvMsg(new(emptypb.Empty))
+				if errors.Is(err, io.EOF) {
+					return ss.SendMsg(&emptypb.Empty{})
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}},
+		{StreamName: "Feed", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			if err := ss.RecvMsg(new(emptypb.Empty)); err != nil {
+				return err
+			}
+			for range 3 {
+				if err := ss.SendMsg(&emptypb.Empty{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{StreamName: "Hold", ServerStreams: true, ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			<-ss.Context().Done()
+			return ss.Context().Err()
+		}},
+	},
+}
+
+// TestTraceClientStreamSpansEnd makes real calls of each streaming kind
+// through Dial with an in-memory span recorder, and checks that each client
+// span ends with the call's status: after the one response of a
+// client-streaming call (CloseAndRecv returns nil), at io.EOF of a
+// server-streaming one, and when the caller cancels a bidi stream it no
+// longer reads.
+func TestTraceClientStreamSpansEnd(t *testing.T) {
+	c := etcdtest.Start(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	quiet := slog.New(slog.DiscardHandler)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	app, err := framework.New("streams", framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(0), framework.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.GRPC().RegisterService(&streamsDesc, nil)
+	startApp(t, app)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := framework.Dial(ctx, "streams", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}),
+		framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	for _, tc := range []struct {
+		method string
+		call   func(cancel context.CancelFunc, s grpc.ClientStream) error
+		want   string // rpc.response.status_code
+	}{
+		{"Collect", func(_ context.CancelFunc, s grpc.ClientStream) error {
+			for range 3 {
+				if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+					return err
+				}
+			}
+			if err := s.CloseSend(); err != nil {
+				return err
+			}
+			return s.RecvMsg(new(emptypb.Empty)) // CloseAndRecv
+		}, "OK"},
+		{"Feed", func(_ context.CancelFunc, s grpc.ClientStream) error {
+			if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+				return err
+			}
+			if err := s.CloseSend(); err != nil {
+				return err
+			}
+			for {
+				if err := s.RecvMsg(new(emptypb.Empty)); errors.Is(err, io.EOF) {
+					return nil
+				} else if err != nil {
+					return err
+				}
+			}
+		}, "OK"},
+		{"Hold", func(cancel context.CancelFunc, s grpc.ClientStream) error {
+			if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+				return err
+			}
+			cancel() // and never read again
+			return nil
+		}, "CANCELLED"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			cctx, ccancel := context.WithCancel(ctx)
+			defer ccancel()
+			desc := &streamsDesc.Streams[0]
+			for i := range streamsDesc.Streams {
+				if streamsDesc.Streams[i].StreamName == tc.method {
+					desc = &streamsDesc.Streams[i]
+				}
+			}
+			s, err := cc.NewStream(cctx, desc, "/svckit.test.Streams/"+tc.method)
+			if err != nil {
+				t.Fatalf("new stream: %v", err)
+			}
+			if err := tc.call(ccancel, s); err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			name := "svckit.test.Streams/" + tc.method
+			var span sdktrace.ReadOnlySpan
+			poll.Until(t, 5*time.Second, "client span "+name+" ended", func() bool {
+				for _, s := range rec.Ended() {
+					if s.Name() == name && s.SpanKind() == trace.SpanKindClient {
+						span = s
+						return true
+					}
+				}
+				return false
+			})
+			have := ""
+			for _, a := range span.Attributes() {
+				if a.Key == attribute.Key("rpc.response.status_code") {
+					have = a.Value.AsString()
+				}
+			}
+			if have != tc.want {
+				t.Errorf("span %s: rpc.response.status_code %q, want %q", name, have, tc.want)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -132,7 +133,9 @@ func (t *tracing) streamClient() grpc.StreamClientInterceptor {
 			end(span, err)
 			return nil, err
 		}
-		return &tracedClientStream{ClientStream: cs, span: span}, nil
+		s := &tracedClientStream{ClientStream: cs, serverStreams: desc.ServerStreams, span: span}
+		s.stop = context.AfterFunc(ctx, func() { s.end(status.FromContextError(ctx.Err()).Err()) })
+		return s, nil
 	}
 }
 
@@ -144,23 +147,50 @@ type ctxStream struct {
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
 
-// tracedClientStream ends its span when the stream ends: RecvMsg returns
-// io.EOF (success) or another error.
+// tracedClientStream ends its span, once, when the stream ends:
+//   - RecvMsg returns io.EOF (OK) or another error;
+//   - RecvMsg returns the response of a stream without server streaming
+//     (client-streaming, as CloseAndRecv): OK, as grpc-go has finished the
+//     stream then;
+//   - SendMsg returns an error other than io.EOF (io.EOF means the status
+//     is for RecvMsg to tell);
+//   - the call's context is cancelled or its deadline passes, so that a
+//     caller who abandons the stream, as gRPC allows, leaves no span open.
+//
+// RecvMsg and SendMsg may run on two goroutines at once, as gRPC allows.
 type tracedClientStream struct {
 	grpc.ClientStream
-	span trace.Span
-	done bool
+	serverStreams bool
+	span          trace.Span
+	once          sync.Once
+	stop          func() bool // stops the context watch; set before the stream is returned
+}
+
+func (s *tracedClientStream) end(err error) { s.once.Do(func() { end(s.span, err) }) }
+
+// finish ends the span and stops watching the context.
+func (s *tracedClientStream) finish(err error) {
+	s.end(err)
+	s.stop()
 }
 
 func (s *tracedClientStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil && !s.done {
-		s.done = true
-		if errors.Is(err, io.EOF) {
-			end(s.span, nil)
-		} else {
-			end(s.span, err)
-		}
+	switch {
+	case errors.Is(err, io.EOF):
+		s.finish(nil)
+	case err != nil:
+		s.finish(err)
+	case !s.serverStreams:
+		s.finish(nil)
+	}
+	return err
+}
+
+func (s *tracedClientStream) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.finish(err)
 	}
 	return err
 }

@@ -1,9 +1,15 @@
 // Package lb provides gRPC load-balancing policies, registered by name:
 //
 //   - p2c_ewma (the default of framework.Dial): power of two choices on a
-//     decaying peak-EWMA of latency times in-flight calls, with failures
-//     counted as slow calls, so that slow or failing instances get few calls
-//     and cold ones neither flood nor starve;
+//     peak-EWMA of latency times in-flight calls, with failures counted as
+//     slow calls, so that slow or failing instances get few calls and cold
+//     ones neither flood nor starve. A stream counts in flight while open
+//     but its duration is no latency sample (it measures the caller's use,
+//     not the instance's speed); streams are told from unary calls by the
+//     method's descriptor in protoregistry.GlobalFiles, as grpc-go tells a
+//     balancer only the method name. An endpoint unpicked for a second is
+//     picked once, and that sample replaces its stale estimate, so no
+//     sample keeps an instance out for longer than about two seconds;
 //   - svckit_weighted_round_robin: smooth weighted round robin by the
 //     "svckit.weight" attribute of each endpoint;
 //   - random: uniform random;

@@ -20,13 +20,12 @@ func (p2cPolicy) picker(eps []ready) balancer.Picker {
 	// healthy warm one: it gets calls at once, and its in-flight count keeps
 	// a burst from flooding it. Failing endpoints do not set the price, or a
 	// new endpoint would look as bad as a broken one and starve.
-	now := nanotime()
 	cold := 0.0
 	for _, e := range eps {
 		if e.stats.failing.Load() {
 			continue
 		}
-		if l, ok := e.stats.latency(now); ok && (cold == 0 || l < cold) {
+		if l, ok := e.stats.latency(); ok && (cold == 0 || l < cold) {
 			cold = l
 		}
 	}
@@ -43,15 +42,17 @@ type p2cPicker struct {
 
 var _ balancer.Picker = (*p2cPicker)(nil)
 
-func (p *p2cPicker) cost(e *ready, now int64) float64 {
-	l, ok := e.stats.latency(now)
+func (p *p2cPicker) cost(e *ready) float64 {
+	l, ok := e.stats.latency()
 	if !ok {
 		l = p.cold
 	}
 	return l * float64(e.stats.inflight.Load()+1)
 }
 
-// Pick compares two distinct random endpoints and takes the cheaper.
+// Pick compares two distinct random endpoints and takes the cheaper, unless
+// the other has not been picked for forceGap: then it takes that one, once,
+// so that its estimate is renewed whatever it was.
 func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := nanotime()
 	e := &p.eps[0]
@@ -62,9 +63,11 @@ func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			j++
 		}
 		a, b := &p.eps[i], &p.eps[j]
-		if p.cost(a, now) <= p.cost(b, now) {
-			e = a
-		} else {
+		if p.cost(b) < p.cost(a) {
+			a, b = b, a
+		}
+		e = a
+		if last := b.stats.picked.Load(); now-last > int64(forceGap) && b.stats.picked.CompareAndSwap(last, now) {
 			e = b
 		}
 	}
@@ -72,6 +75,7 @@ func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Done = startCall(e.stats, now, res.Done)
+	e.stats.picked.Store(now)
+	res.Done = startCall(e.stats, now, kindOf(info.FullMethodName), res.Done)
 	return res, nil
 }

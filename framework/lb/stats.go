@@ -15,13 +15,20 @@ import (
 // EWMA: Finagle and go-zero (p2c.go: decayTime = 10s) use 10s; measured here
 // (bench/ BenchmarkTail, 32 callers, one server 20 ms slower), 1s lets a
 // fast server's queueing spike fade before it drives calls to the slow one,
-// which took its share from 0.76 % to 0.42–0.48 %; idleTau is how fast
-// an endpoint nobody picks looks cheaper again, so that a recovered endpoint
-// is probed within tens of seconds rather than never; failPenalty is the
-// latency a failed call counts as, far above any healthy call.
+// which took its share from 0.76 % to 0.42–0.48 %. forceGap is how long an
+// endpoint may go unpicked before p2c takes it the next time it is one of
+// the two candidates (go-zero p2c.go: forcePick = 1s; kratos p2c: 3s), and
+// staleAfter how old an estimate may be before the next sample replaces it
+// rather than blending with it, half of forceGap so that a forced pick's
+// sample always does: together they bring an endpoint back within about
+// two seconds whatever its last sample, where a decay of the estimate
+// alone takes time in proportion to the log of how far it must fall (a
+// 3 s sample against 100 µs neighbours: ten time constants). failPenalty is
+// the latency a failed call counts as, far above any healthy call.
 const (
 	tau         = time.Second
-	idleTau     = 2 * time.Second
+	forceGap    = time.Second
+	staleAfter  = forceGap / 2
 	failPenalty = 250 * time.Millisecond
 	minLatency  = time.Microsecond
 )
@@ -37,6 +44,7 @@ type endpointStats struct {
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 bits: latency estimate in ns; 0 until the first call ends
 	last     atomic.Int64  // nanotime of the last observation
+	picked   atomic.Int64  // nanotime of the last pick
 	calls    atomic.Int64
 	failures atomic.Int64
 	failing  atomic.Bool // the last call failed
@@ -44,17 +52,10 @@ type endpointStats struct {
 
 func newEndpointStats() *endpointStats { return &endpointStats{} }
 
-// latency returns the estimate decayed by the time since it was last fed,
-// and whether there is one.
-func (s *endpointStats) latency(now int64) (float64, bool) {
+// latency returns the estimate, and whether there is one.
+func (s *endpointStats) latency() (float64, bool) {
 	e := math.Float64frombits(s.ewma.Load())
-	if e == 0 {
-		return 0, false
-	}
-	if idle := float64(now-s.last.Load()) / float64(idleTau); idle > 0 {
-		e *= decay(idle)
-	}
-	return e, true
+	return e, e != 0
 }
 
 // decay is 1/(1+x+x²/2) ≈ e^-x for x ≥ 0: monotone, 1 at 0, toward 0, and
@@ -66,23 +67,34 @@ func decay(x float64) float64 {
 	return 1 / (1 + x + x*x/2)
 }
 
-// observe feeds one finished call into the peak EWMA: a slower call
-// replaces the estimate at once, a faster one pulls it down with weight
-// 1-e^(-Δt/τ).
-func (s *endpointStats) observe(now int64, rtt time.Duration, failed bool) {
+// observe feeds one finished call into the peak EWMA. A unary call (or one
+// of unknown kind) is a sample of its duration; a stream is none, as its
+// duration measures the caller's use of it, not the endpoint's speed. A
+// failed call of any kind counts as failPenalty, or its duration if longer
+// and not a stream. A slower sample replaces the estimate at once, a faster
+// one pulls it down with weight 1-e^(-Δt/τ), or replaces it when the
+// estimate is older than staleAfter.
+func (s *endpointStats) observe(now int64, rtt time.Duration, failed bool, kind callKind) {
 	s.calls.Add(1)
 	s.failing.Store(failed)
 	if failed {
 		s.failures.Add(1)
+	}
+	switch {
+	case failed && kind == kindStream:
+		rtt = failPenalty
+	case failed:
 		rtt = max(rtt, failPenalty)
+	case kind == kindStream:
+		return
 	}
 	v := float64(max(rtt, minLatency))
 	for {
 		old := s.ewma.Load()
 		prev := math.Float64frombits(old)
 		next := v
-		if prev != 0 && v < prev {
-			w := decay(float64(now-s.last.Load()) / float64(tau))
+		if idle := now - s.last.Load(); prev != 0 && v < prev && idle <= int64(staleAfter) {
+			w := decay(float64(idle) / float64(tau))
 			next = prev*w + v*(1-w)
 		}
 		if s.ewma.CompareAndSwap(old, math.Float64bits(next)) {
@@ -110,6 +122,7 @@ func failed(err error) bool {
 type call struct {
 	stats *endpointStats
 	start int64
+	kind  callKind
 	child func(balancer.DoneInfo)
 	done  func(balancer.DoneInfo)
 }
@@ -124,16 +137,17 @@ func init() {
 	}
 }
 
-func startCall(s *endpointStats, now int64, child func(balancer.DoneInfo)) func(balancer.DoneInfo) {
+// startCall counts a call of kind on s in flight until the returned Done.
+func startCall(s *endpointStats, now int64, kind callKind, child func(balancer.DoneInfo)) func(balancer.DoneInfo) {
 	s.inflight.Add(1)
 	c := callPool.Get().(*call)
-	c.stats, c.start, c.child = s, now, child
+	c.stats, c.start, c.kind, c.child = s, now, kind, child
 	return c.done
 }
 
 func (c *call) finish(info balancer.DoneInfo) {
 	now := nanotime()
-	c.stats.observe(now, time.Duration(now-c.start), failed(info.Err))
+	c.stats.observe(now, time.Duration(now-c.start), failed(info.Err), c.kind)
 	c.stats.inflight.Add(-1)
 	child := c.child
 	c.stats, c.child = nil, nil

@@ -246,9 +246,6 @@ func forward(ss grpc.ServerStream, cc *grpc.ClientConn, method string) error {
 			}
 			return err // the client's side failed: cancel drops the backend call
 		case err := <-down:
-			if tr := forwarded(cs.Trailer()); len(tr) > 0 {
-				ss.SetTrailer(tr)
-			}
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -278,8 +275,13 @@ func sendUp(ss grpc.ServerStream, cs grpc.ClientStream) error {
 	}
 }
 
-// sendDown forwards the backend's headers, then its messages; it returns
-// io.EOF when the backend ended the call with OK, else its status.
+// sendDown forwards the backend's headers, then its messages, then its
+// trailer; it returns io.EOF when the backend ended the call with OK, else
+// its status, or the error of sending to the client. It reads the trailer
+// only once RecvMsg has failed, as grpc-go requires: the backend
+// connection's reader stores it, unsynchronised, when it arrives, so a read
+// after a failed send to the client, with the backend still running, races
+// with that store (and has nothing to forward).
 func sendDown(cs grpc.ClientStream, ss grpc.ServerStream) error {
 	if h, err := cs.Header(); err == nil {
 		if h = forwarded(h); len(h) > 0 {
@@ -291,6 +293,9 @@ func sendDown(cs grpc.ClientStream, ss grpc.ServerStream) error {
 	for {
 		var f frame
 		if err := cs.RecvMsg(&f); err != nil {
+			if tr := forwarded(cs.Trailer()); len(tr) > 0 {
+				ss.SetTrailer(tr)
+			}
 			return err
 		}
 		err := ss.SendMsg(&f)
