@@ -463,8 +463,9 @@ func (s *stateSink) UpdateState(st resolver.State) error {
 	}
 }
 
+// ReportError is called only until the resolver's first list succeeds.
 func (s *stateSink) ReportError(err error) {
-	s.opts.log.Warn("etcd watch", "err", err)
+	s.opts.log.Warn("etcd not answered yet; serving nothing", "err", err)
 }
 
 func (s *stateSink) NewAddress([]resolver.Address) {}
