@@ -55,11 +55,14 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer cli.Close()
+	// etcd may come up after svckit xds (or be down while it restarts): it
+	// then serves nothing until etcd answers, and clients keep what they
+	// have.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = naming.Ping(pctx, cli)
 	cancel()
 	if err != nil {
-		return err
+		log.Warn("etcd not answering; serving nothing until it does", "err", err)
 	}
 	opts := []xds.Option{xds.WithPrefix(*prefix), xds.WithLogger(log)}
 	if *wrr {

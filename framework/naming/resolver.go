@@ -15,14 +15,18 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
 )
 
 // Scheme is the URI scheme the Builder resolves: etcd:///<prefix><service>.
 const Scheme = "etcd"
 
-// listPage is how many keys one list request reads; larger sets are read
-// in pages at one revision.
+// listPage is how many keys one list request reads at most; larger sets
+// are read in pages at one revision. A page whose reply exceeds the etcd
+// client's bound on a reply (NewClient sets 64 MiB) is read again in half
+// as many keys, down to one.
 const listPage = 10000
 
 // ResolverOption configures a Builder.
@@ -34,6 +38,7 @@ type resolverOptions struct {
 	backoff  Backoff
 	resync   time.Duration
 	hold     time.Duration
+	timeout  time.Duration
 }
 
 // WithResolverLogger sets the logger; default slog.Default().
@@ -68,6 +73,20 @@ func WithResync(d time.Duration) ResolverOption {
 // Deletions seen by a healthy watch are always published at once.
 func WithHold(d time.Duration) ResolverOption {
 	return func(o *resolverOptions) { o.hold = d }
+}
+
+// WithListTimeout bounds each request of a list: an etcd client waits for a
+// connection, so without a bound a resolver started while etcd is down
+// would wait in silence. When etcd does not answer within d, the attempt
+// fails, the resolver's connections see the error (naming etcd and its
+// endpoints) until a first list succeeds, and the resolver tries again
+// after its backoff. Default 3s; 0 or less keeps the default.
+func WithListTimeout(d time.Duration) ResolverOption {
+	return func(o *resolverOptions) {
+		if d > 0 {
+			o.timeout = d
+		}
+	}
 }
 
 // WatchStatus describes the etcd watch behind a service's resolvers, so that
@@ -121,6 +140,7 @@ func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
 		backoff:  defaultBackoff,
 		resync:   10 * time.Second,
 		hold:     5 * time.Second,
+		timeout:  3 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -244,6 +264,8 @@ type watch struct {
 	// Owned by the run goroutine.
 	entries    map[string]resolver.Endpoint
 	bad        map[string]struct{}
+	dupes      map[string]struct{} // keys hidden by another record of their address, logged
+	page       int                 // keys per list request; 0 means listPage
 	rev        int64
 	clusterID  uint64
 	published  bool
@@ -347,43 +369,73 @@ func (w *watch) list(ctx context.Context) error {
 	var rev int64
 	var clusterID uint64
 	entries := make(map[string]resolver.Endpoint, len(w.entries))
+	// The skipped set is rebuilt: a bad key deleted while the watch was
+	// down is forgotten, and logged again if it comes back bad.
+	bad := make(map[string]struct{}, len(w.bad))
+	if w.page == 0 {
+		w.page = listPage
+	}
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+		resp, err := w.get(ctx, key, end, rev)
+		if status.Code(err) == codes.ResourceExhausted && w.page > 1 {
+			w.page /= 2
+			w.log.Warn("list reply too large; reading fewer keys at a time", "keys", w.page, "err", err)
+			continue
 		}
-		resp, err := w.b.cli.Get(ctx, key, opts...)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", w.prefix, err)
+			return err
 		}
 		if rev == 0 {
 			rev, clusterID = resp.Header.Revision, resp.Header.ClusterId
 		}
 		for i, d := range decodeAll(resp.Kvs) {
-			w.applyDecoded(entries, string(resp.Kvs[i].Key), d)
+			k := string(resp.Kvs[i].Key)
+			if d.err != nil {
+				if _, seen := w.bad[k]; !seen {
+					w.log.Warn("skip record", "key", k, "err", d.err)
+				}
+				bad[k] = struct{}{}
+				continue
+			}
+			entries[k] = d.ep
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	for k := range w.bad {
-		if _, ok := entries[k]; ok {
-			delete(w.bad, k)
-		}
-	}
 	if len(entries) == 0 && len(w.entries) > 0 && w.recovering && w.b.opts.hold > 0 {
 		w.held, w.heldUntil = w.entries, time.Now().Add(w.b.opts.hold)
 		w.log.Warn("no endpoints after an etcd outage; keeping the last known ones while instances register again",
 			"endpoints", len(w.entries), "hold", w.b.opts.hold)
 	}
-	w.entries, w.rev, w.clusterID = entries, rev, clusterID
+	w.entries, w.bad, w.rev, w.clusterID = entries, bad, rev, clusterID
 	w.mu.Lock()
 	w.status.Lists++
 	w.mu.Unlock()
 	w.synced(rev)
 	w.publish()
 	return nil
+}
+
+// get reads one page of the list, from key to end, at rev (0 for the
+// latest), bounded by the list timeout. Its error names etcd's endpoints.
+func (w *watch) get(ctx context.Context, key, end string, rev int64) (*clientv3.GetResponse, error) {
+	gctx, cancel := context.WithTimeout(ctx, w.b.opts.timeout)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(w.page))}
+	if rev != 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := w.b.cli.Get(gctx, key, opts...)
+	switch {
+	case err == nil:
+		return resp, nil
+	case ctx.Err() == nil && gctx.Err() != nil:
+		return nil, fmt.Errorf("etcd %v unreachable: no answer within %s: %w", w.b.cli.Endpoints(), w.b.opts.timeout, err)
+	default:
+		return nil, fmt.Errorf("etcd %v: %w", w.b.cli.Endpoints(), err)
+	}
 }
 
 // decoded is a record value decoded into its endpoint, or why it is not one.
@@ -569,6 +621,18 @@ func (w *watch) checkRewound(ctx context.Context) error {
 	return nil
 }
 
+// serviceOf returns the part of key k that tells services apart below the
+// watched prefix: the first path segment when more follow (a whole-prefix
+// view such as "services/"), else "" (a service's own prefix).
+func (w *watch) serviceOf(k string) string {
+	rest := strings.TrimPrefix(k, w.prefix)
+	svc, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	return svc
+}
+
 // publish sorts the entries by address into a new state and wakes every
 // resolver.
 func (w *watch) publish() {
@@ -582,21 +646,40 @@ func (w *watch) publish() {
 		w.log.Warn("no instance registered again; dropping the kept endpoints", "endpoints", len(w.held))
 		w.held = nil
 	}
-	eps := make([]resolver.Endpoint, 0, len(src))
-	for _, ep := range src {
-		eps = append(eps, ep)
+	type item struct {
+		key, service string
+		ep           resolver.Endpoint
 	}
-	slices.SortFunc(eps, func(a, b resolver.Endpoint) int {
-		return cmp.Compare(a.Addresses[0].Addr, b.Addresses[0].Addr)
-	})
-	// Two keys may carry one address; keep the first.
-	eps = slices.CompactFunc(eps, func(a, b resolver.Endpoint) bool {
-		return a.Addresses[0].Addr == b.Addresses[0].Addr
-	})
-	addrs := make([]resolver.Address, len(eps))
-	for i, ep := range eps {
-		addrs[i] = ep.Addresses[0]
+	items := make([]item, 0, len(src))
+	for k, ep := range src {
+		items = append(items, item{key: k, service: w.serviceOf(k), ep: ep})
 	}
+	slices.SortFunc(items, func(a, b item) int {
+		return cmp.Or(cmp.Compare(a.ep.Addresses[0].Addr, b.ep.Addresses[0].Addr),
+			cmp.Compare(a.service, b.service), cmp.Compare(a.key, b.key))
+	})
+	// Two keys of one service may carry one address: the lowest key wins,
+	// whatever the order of events, and the other is logged once. Two
+	// services on one address (a whole-prefix view) are both kept.
+	eps := make([]resolver.Endpoint, 0, len(items))
+	addrs := make([]resolver.Address, 0, len(items))
+	var dupes map[string]struct{}
+	for i, it := range items {
+		if i > 0 && it.service == items[i-1].service && it.ep.Addresses[0].Addr == items[i-1].ep.Addresses[0].Addr {
+			if dupes == nil {
+				dupes = map[string]struct{}{}
+			}
+			dupes[it.key] = struct{}{}
+			if _, logged := w.dupes[it.key]; !logged {
+				w.log.Warn("two records of one address; using the lowest key", "key", it.key,
+					"addr", it.ep.Addresses[0].Addr)
+			}
+			continue
+		}
+		eps = append(eps, it.ep)
+		addrs = append(addrs, it.ep.Addresses[0])
+	}
+	w.dupes = dupes
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.published = true

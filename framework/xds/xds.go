@@ -17,6 +17,19 @@
 // Each resource type has its own version, a hash of its content, so a
 // change of instances re-sends endpoints only, and a change nobody can see
 // re-sends nothing.
+//
+// A client gets the resources it names, whatever else is registered: gRPC
+// clients subscribe to listeners and clusters by name, never by wildcard.
+//
+// In xDS a Listener or Cluster left out of a response is deleted, and a
+// client with a deleted listener fails every call ("resource … has been
+// removed") until it is served again. So the Server never takes one back: a
+// service keeps its Listener and Cluster for the life of the Server once
+// seen in etcd, and while it has no instance its ClusterLoadAssignment lists
+// no endpoint (calls fail with UNAVAILABLE, and resume when an instance
+// registers). And it serves nothing at all until etcd has answered a first
+// list: a Server started while etcd is down leaves every client on the
+// configuration it has cached, instead of telling it that nothing exists.
 package xds
 
 import (
@@ -32,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -98,7 +112,8 @@ type Server struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 
-	states chan resolver.State // latest state only
+	states  chan resolver.State // latest state only
+	streams atomic.Int64        // open xDS streams
 
 	mu       sync.Mutex
 	services map[string][]Instance
@@ -132,9 +147,19 @@ func New(b *naming.Builder, opts ...Option) (*Server, error) {
 		services: map[string][]Instance{},
 		changed:  make(chan struct{}),
 	}
-	s.cache = cachev3.NewSnapshotCache(true, constantHash{}, logger{o.log})
+	// Not ADS mode: go-control-plane's ADS mode answers a request only when
+	// it names every resource of the type in the snapshot, and a gRPC client
+	// names only the services it uses. Otherwise the cache answers with the
+	// resources requested, which is what gRPC expects; gRPC does not need
+	// ADS's ordering of responses across types.
+	s.cache = cachev3.NewSnapshotCache(false, constantHash{}, logger{o.log})
 	s.ctx, s.stop = context.WithCancel(context.Background())
-	s.xds = serverv3.NewServer(s.ctx, s.cache, nil)
+	s.xds = serverv3.NewServer(s.ctx, s.cache, serverv3.CallbackFuncs{
+		StreamOpenFunc:        func(context.Context, int64, string) error { s.streams.Add(1); return nil },
+		StreamClosedFunc:      func(int64, *corev3.Node) { s.streams.Add(-1) },
+		DeltaStreamOpenFunc:   func(context.Context, int64, string) error { s.streams.Add(1); return nil },
+		DeltaStreamClosedFunc: func(int64, *corev3.Node) { s.streams.Add(-1) },
+	})
 	return s, nil
 }
 
@@ -187,10 +212,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("xds: watch %s: %w", s.opts.prefix, err)
 	}
 	defer r.Close()
-	// Until etcd answers, clients get an empty, valid snapshot.
-	if err := s.apply(resolver.State{}); err != nil {
-		return err
-	}
+	// The resolver pushes a state only once etcd has answered a list: until
+	// then the cache holds no snapshot and answers nobody.
 	for {
 		select {
 		case <-ctx.Done():
@@ -203,7 +226,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// Services returns the instances of every service as last served.
+// Services returns the instances of every service as last served: a
+// service without instance, once seen, has an empty list.
 func (s *Server) Services() map[string][]Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,6 +237,10 @@ func (s *Server) Services() map[string][]Instance {
 	}
 	return out
 }
+
+// Streams returns the number of xDS streams open on the server: the clients
+// connected, whatever they were served.
+func (s *Server) Streams() int { return int(s.streams.Load()) }
 
 // Versions returns the versions of the cluster, endpoint and listener
 // resources last served.
@@ -232,6 +260,11 @@ func (s *Server) Changed() <-chan struct{} {
 // apply turns a resolver state of the whole prefix into a snapshot.
 func (s *Server) apply(st resolver.State) error {
 	services := map[string][]Instance{}
+	s.mu.Lock()
+	for name := range s.services { // once seen, served for good
+		services[name] = nil
+	}
+	s.mu.Unlock()
 	for _, ep := range st.Endpoints {
 		key, ok := naming.KeyOf(ep)
 		if !ok || len(ep.Addresses) == 0 {
@@ -430,8 +463,9 @@ func (s *stateSink) UpdateState(st resolver.State) error {
 	}
 }
 
+// ReportError is called only until the resolver's first list succeeds.
 func (s *stateSink) ReportError(err error) {
-	s.opts.log.Warn("etcd watch", "err", err)
+	s.opts.log.Warn("etcd not answered yet; serving nothing", "err", err)
 }
 
 func (s *stateSink) NewAddress([]resolver.Address) {}
