@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 )
