@@ -40,6 +40,11 @@ type ClientConfig struct {
 	// Logger receives the etcd client's warnings and errors. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// LogLevel is the least level of the etcd client's own logs that
+	// reach Logger; default slog.LevelWarn. Commands whose errors say
+	// enough raise it to slog.LevelError: the client warns at every retry.
+	// NewClient's own warnings are not filtered.
+	LogLevel slog.Level
 }
 
 // String describes c without its password.
@@ -89,7 +94,7 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		Username:             c.Username,
 		Password:             c.Password,
 		TLS:                  c.TLS,
-		Logger:               ZapLogger(c.Logger.With("component", "etcd-client")),
+		Logger:               zapLogger(c.Logger.With("component", "etcd-client"), max(c.LogLevel, slog.LevelWarn)),
 		// etcd's own client accepts replies of up to 2 GiB; svckit lists in
 		// pages, and a record is at most MaxRecordBytes.
 		MaxCallRecvMsgSize: 64 << 20,
@@ -180,13 +185,45 @@ func Ping(ctx context.Context, cli *clientv3.Client) error {
 	} else if status.Code(err) == codes.Unavailable {
 		err = errors.New(status.Convert(err).Message()) // a connection error
 	}
+	// A plaintext client of a TLS-only etcd sees only a connection that
+	// closes ("error reading server preface: EOF"): say why.
+	if eps := cli.Endpoints(); strings.Contains(err.Error(), "server preface") && !strings.HasPrefix(eps[0], "https://") && speaksTLS(eps[0]) {
+		err = fmt.Errorf("%w (etcd at %s speaks TLS, this client does not)", err, eps[0])
+	}
 	return fmt.Errorf("naming: etcd %v: %w", cli.Endpoints(), err)
+}
+
+// speaksTLS reports whether a TLS handshake with ep (host:port or
+// http://host:port) gets a TLS answer within a second. It verifies
+// nothing: it only tells a TLS server from a plaintext one.
+func speaksTLS(ep string) bool {
+	if _, rest, found := strings.Cut(ep, "://"); found {
+		ep = rest
+	}
+	d := &net.Dialer{Timeout: time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", ep, &tls.Config{InsecureSkipVerify: true}) // a probe: no data is sent
+	if err != nil {
+		// A TLS 1.2 server that requires a client certificate answers
+		// with an alert, which is TLS too.
+		var alert tls.AlertError
+		return errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls")
+	}
+	_ = conn.Close()
+	return true
 }
 
 // ZapLogger returns a zap logger that writes warnings and errors to l, for
 // the etcd client and server, which log with zap.
-func ZapLogger(l *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{l: l, level: zapcore.WarnLevel})
+func ZapLogger(l *slog.Logger) *zap.Logger { return zapLogger(l, slog.LevelWarn) }
+
+// zapLogger returns a zap logger that writes entries of level or above to
+// l; level is slog.LevelWarn or slog.LevelError.
+func zapLogger(l *slog.Logger, level slog.Level) *zap.Logger {
+	zl := zapcore.WarnLevel
+	if level >= slog.LevelError {
+		zl = zapcore.ErrorLevel
+	}
+	return zap.New(&slogCore{l: l, level: zl})
 }
 
 // slogCore is a zapcore.Core that hands entries to a slog.Logger.

@@ -83,3 +83,22 @@ func TestPingNamesTheRefusedTLSHandshake(t *testing.T) {
 		t.Errorf("ping took %s, bound 3s", took)
 	}
 }
+
+// TestPingNamesTLSToAPlaintextClient: a plaintext client of a TLS-only
+// etcd is told that etcd speaks TLS, not only that the connection closed.
+func TestPingNamesTLSToAPlaintextClient(t *testing.T) {
+	c, _ := etcdtest.StartTLS(t)
+	l, _ := newLogger(t)
+	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: l, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = naming.Ping(ctx, cli)
+	if err == nil || !strings.Contains(err.Error(), "speaks TLS") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("plaintext ping of a TLS etcd: have %v, want one line saying it speaks TLS", err)
+	}
+	t.Log(err)
+}
