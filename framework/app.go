@@ -277,7 +277,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	cli := a.opts.etcdClient
 	var cleanups []error
 	if cli == nil && a.opts.registrar == nil {
-		cc := a.cfg.EtcdClientConfig()
+		var cc naming.ClientConfig
+		if cc, err = a.cfg.EtcdClientConfig(); err != nil {
+			return err
+		}
 		cc.Logger = a.log
 		cli, err = naming.NewClient(cc)
 		if err != nil {

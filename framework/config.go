@@ -24,6 +24,14 @@ type Config struct {
 	// SVCKIT_ETCD_PASSWORD_FILE, never a flag (flags show in ps).
 	EtcdUser     string
 	etcdPassword string
+	// EtcdCA is the PEM CA that etcd's server certificate must chain to;
+	// set, the client speaks TLS to etcd. An https:// endpoint without it
+	// uses the system roots. --etcd-ca, SVCKIT_ETCD_CA.
+	EtcdCA string
+	// EtcdCert and EtcdKey are the PEM client certificate and key that
+	// etcd asks for when it requires client certificates (mutual TLS); both
+	// or neither. --etcd-cert, --etcd-key, SVCKIT_ETCD_CERT, SVCKIT_ETCD_KEY.
+	EtcdCert, EtcdKey string
 	// Listen is the gRPC listen address. --listen, SVCKIT_LISTEN.
 	Listen string
 	// Advertise is the address written to etcd; empty means the bound
@@ -60,45 +68,56 @@ func DefaultConfig() Config {
 	}
 }
 
-// setting describes one flag and its variable.
+// setting describes one flag and its variable; etcd marks the settings
+// of the etcd client, which RegisterEtcdFlags defines.
 type setting struct {
 	flag, env, usage string
+	etcd             bool
 	get              func(c *Config) string
 	set              func(c *Config, v string) error
 }
 
 var settings = []setting{
-	{"etcd", "SVCKIT_ETCD_ENDPOINTS", "comma-separated etcd endpoints",
+	{"etcd", "SVCKIT_ETCD_ENDPOINTS", "comma-separated etcd endpoints: host:port, http://host:port or https://host:port", true,
 		func(c *Config) string { return strings.Join(c.Etcd, ",") },
 		func(c *Config, v string) error { c.Etcd = splitList(v); return nil }},
-	{"etcd-user", "SVCKIT_ETCD_USER", "etcd user name (password from SVCKIT_ETCD_PASSWORD)",
+	{"etcd-user", "SVCKIT_ETCD_USER", "etcd user name (password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)", true,
 		func(c *Config) string { return c.EtcdUser },
 		func(c *Config, v string) error { c.EtcdUser = v; return nil }},
-	{"listen", "SVCKIT_LISTEN", "gRPC listen address (host:port)",
+	{"etcd-ca", "SVCKIT_ETCD_CA", "CA that etcd's certificate must chain to, PEM: TLS to etcd", true,
+		func(c *Config) string { return c.EtcdCA },
+		func(c *Config, v string) error { c.EtcdCA = v; return nil }},
+	{"etcd-cert", "SVCKIT_ETCD_CERT", "client certificate for etcd, PEM (with --etcd-key: mutual TLS)", true,
+		func(c *Config) string { return c.EtcdCert },
+		func(c *Config, v string) error { c.EtcdCert = v; return nil }},
+	{"etcd-key", "SVCKIT_ETCD_KEY", "client private key for etcd, PEM", true,
+		func(c *Config) string { return c.EtcdKey },
+		func(c *Config, v string) error { c.EtcdKey = v; return nil }},
+	{"listen", "SVCKIT_LISTEN", "gRPC listen address (host:port)", false,
 		func(c *Config) string { return c.Listen },
 		func(c *Config, v string) error { c.Listen = v; return nil }},
-	{"advertise", "SVCKIT_ADVERTISE", "address written to etcd (default: the bound address)",
+	{"advertise", "SVCKIT_ADVERTISE", "address written to etcd (default: the bound address)", false,
 		func(c *Config) string { return c.Advertise },
 		func(c *Config, v string) error { c.Advertise = v; return nil }},
-	{"ttl", "SVCKIT_TTL", "etcd lease TTL",
+	{"ttl", "SVCKIT_TTL", "etcd lease TTL", false,
 		func(c *Config) string { return c.TTL.String() },
 		func(c *Config, v string) error { return parseDuration(v, &c.TTL) }},
-	{"admin", "SVCKIT_ADMIN", "admin HTTP address for /metrics, /healthz, /readyz, /debug/pprof (default: off)",
+	{"admin", "SVCKIT_ADMIN", "admin HTTP address for /metrics, /healthz, /readyz, /debug/pprof (default: off)", false,
 		func(c *Config) string { return c.Admin },
 		func(c *Config, v string) error { c.Admin = v; return nil }},
-	{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the graceful stop",
+	{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the graceful stop", false,
 		func(c *Config) string { return c.ShutdownTimeout.String() },
 		func(c *Config, v string) error { return parseDuration(v, &c.ShutdownTimeout) }},
-	{"prefix", "SVCKIT_PREFIX", "etcd key prefix",
+	{"prefix", "SVCKIT_PREFIX", "etcd key prefix", true,
 		func(c *Config) string { return c.Prefix },
 		func(c *Config, v string) error { c.Prefix = v; return nil }},
-	{"tls-cert", "SVCKIT_TLS_CERT", "server TLS certificate, PEM (with --tls-key: TLS only)",
+	{"tls-cert", "SVCKIT_TLS_CERT", "server TLS certificate, PEM (with --tls-key: TLS only)", false,
 		func(c *Config) string { return c.TLSCert },
 		func(c *Config, v string) error { c.TLSCert = v; return nil }},
-	{"tls-key", "SVCKIT_TLS_KEY", "server TLS private key, PEM",
+	{"tls-key", "SVCKIT_TLS_KEY", "server TLS private key, PEM", false,
 		func(c *Config) string { return c.TLSKey },
 		func(c *Config, v string) error { c.TLSKey = v; return nil }},
-	{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)",
+	{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)", false,
 		func(c *Config) string { return c.TLSCA },
 		func(c *Config, v string) error { c.TLSCA = v; return nil }},
 }
@@ -129,11 +148,57 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 
 // RegisterFlags defines the standard flags on fs, bound to c, with c's
 // current values as defaults: apply the environment first.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+func (c *Config) RegisterFlags(fs *flag.FlagSet) { c.register(fs, false) }
+
+// RegisterEtcdFlags defines only the flags of the etcd client (--etcd,
+// --etcd-user, --etcd-ca, --etcd-cert, --etcd-key and --prefix) on fs, as
+// RegisterFlags does: for commands that talk to etcd but serve nothing.
+func (c *Config) RegisterEtcdFlags(fs *flag.FlagSet) { c.register(fs, true) }
+
+func (c *Config) register(fs *flag.FlagSet, etcdOnly bool) {
 	for _, s := range settings {
+		if etcdOnly && !s.etcd {
+			continue
+		}
 		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.get(c)), func(v string) error {
 			return s.set(c, v)
 		})
+	}
+}
+
+// UsageError is a bad command line: an unknown flag, a bad flag value or a
+// misplaced argument. Commands print it on one line, pointing at -h, and
+// exit with status 2.
+type UsageError struct {
+	// Cmd is the command, the name of its FlagSet.
+	Cmd string
+	Err error
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// ParseFlags parses args with fs for a command, and keeps the flag package
+// from printing the usage on every error: -h or --help writes the usage to
+// stdout and returns flag.ErrHelp; any other parse error returns a
+// *UsageError, one line, and writes nothing.
+func ParseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		if fs.Usage != nil {
+			fs.Usage()
+		} else {
+			fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+		return flag.ErrHelp
+	default:
+		return &UsageError{Cmd: fs.Name(), Err: err}
 	}
 }
 
@@ -158,17 +223,14 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate reports the first invalid setting, naming its flag.
+// Validate reports every invalid setting, one a line, each naming its
+// flag. It reads the TLS files named, so that an unreadable one fails here
+// rather than at the first connection.
 func (c Config) Validate() error {
-	var errs []error
-	if len(c.Etcd) == 0 {
-		errs = append(errs, errors.New("--etcd: no endpoints"))
-	}
-	for _, e := range c.Etcd {
-		if !strings.Contains(e, "://") {
-			if _, _, err := net.SplitHostPort(e); err != nil {
-				errs = append(errs, fmt.Errorf("--etcd %q: %w", e, err))
-			}
+	errs := c.validateEtcd()
+	if len(errs) == 0 {
+		if _, err := c.etcdTLS(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -202,21 +264,83 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateEtcd reports the invalid etcd client settings, each naming its
+// flag; it reads no file.
+func (c Config) validateEtcd() []error {
+	var errs []error
+	if len(c.Etcd) == 0 {
+		errs = append(errs, errors.New("--etcd: no endpoints"))
+	}
+	var plain string // an http:// endpoint, if any
+	for _, e := range c.Etcd {
+		scheme, hostport, found := strings.Cut(e, "://")
+		if !found {
+			scheme, hostport = "", e
+		}
+		switch scheme {
+		case "", "http", "https":
+			if _, _, err := net.SplitHostPort(hostport); err != nil {
+				errs = append(errs, fmt.Errorf("--etcd %q: %w", e, err))
+			}
+		case "unix", "unixs": // a socket path
+		default:
+			errs = append(errs, fmt.Errorf("--etcd %q: scheme %s: want host:port, http:// or https://", e, scheme))
+		}
+		if scheme == "http" && plain == "" {
+			plain = e
+		}
+	}
+	// etcd's client dials every endpoint with the scheme of the first: an
+	// http:// endpoint beside TLS would send everything in clear, or
+	// nothing.
+	if plain != "" && c.etcdWantsTLS() {
+		errs = append(errs, fmt.Errorf("--etcd %q: http:// is plaintext, but TLS is asked for (an https:// endpoint or --etcd-ca, --etcd-cert): use https:// or host:port", plain))
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+	}
+	return errs
+}
+
+// etcdWantsTLS reports whether the etcd client speaks TLS: with a CA, a
+// client certificate or an https:// endpoint.
+func (c Config) etcdWantsTLS() bool {
+	if c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != "" {
+		return true
+	}
+	for _, e := range c.Etcd {
+		if strings.HasPrefix(e, "https://") || strings.HasPrefix(e, "unixs://") {
+			return true
+		}
+	}
+	return false
+}
+
 // String describes c without the etcd password, also for %v and %+v.
 func (c Config) String() string {
 	pw := ""
 	if c.etcdPassword != "" {
 		pw = " etcd_password=<set>"
 	}
-	return fmt.Sprintf("etcd=%v etcd_user=%q%s listen=%s advertise=%q ttl=%s admin=%q shutdown_timeout=%s prefix=%s tls_cert=%q tls_key=%q tls_ca=%q",
-		c.Etcd, c.EtcdUser, pw, c.Listen, c.Advertise, c.TTL, c.Admin, c.ShutdownTimeout, c.Prefix, c.TLSCert, c.TLSKey, c.TLSCA)
+	return fmt.Sprintf("etcd=%v etcd_user=%q%s etcd_ca=%q etcd_cert=%q etcd_key=%q listen=%s advertise=%q ttl=%s admin=%q shutdown_timeout=%s prefix=%s tls_cert=%q tls_key=%q tls_ca=%q",
+		c.Etcd, c.EtcdUser, pw, c.EtcdCA, c.EtcdCert, c.EtcdKey, c.Listen, c.Advertise, c.TTL, c.Admin, c.ShutdownTimeout, c.Prefix, c.TLSCert, c.TLSKey, c.TLSCA)
 }
 
-// clientConfig returns the etcd client configuration of c.
 // EtcdClientConfig returns the etcd client configuration of c: endpoints,
-// user and the password read from the environment (never from a flag).
-func (c Config) EtcdClientConfig() naming.ClientConfig {
-	return naming.ClientConfig{Endpoints: c.Etcd, Username: c.EtcdUser, Password: c.etcdPassword}
+// user, the password read from the environment (never from a flag), and
+// TLS from --etcd-ca, --etcd-cert and --etcd-key, or with the system roots
+// for https:// endpoints without --etcd-ca. It fails as Validate does on
+// the etcd settings: a certificate without its key, an unreadable file, an
+// http:// endpoint beside TLS.
+func (c Config) EtcdClientConfig() (naming.ClientConfig, error) {
+	if err := errors.Join(c.validateEtcd()...); err != nil {
+		return naming.ClientConfig{}, err
+	}
+	tc, err := c.etcdTLS()
+	if err != nil {
+		return naming.ClientConfig{}, err
+	}
+	return naming.ClientConfig{Endpoints: c.Etcd, Username: c.EtcdUser, Password: c.etcdPassword, TLS: tc}, nil
 }
 
 func splitList(v string) []string {

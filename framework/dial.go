@@ -150,7 +150,10 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 		if err := cfg.ApplyEnv(nil); err != nil {
 			return nil, fmt.Errorf("framework: dial: %w", err)
 		}
-		cc := cfg.EtcdClientConfig()
+		cc, err := cfg.EtcdClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("framework: dial: %w", err)
+		}
 		o.etcd = &cc
 	}
 	if o.timeout <= 0 {

@@ -21,7 +21,7 @@ func ServerTLS(certFile, keyFile, caFile string) (credentials.TransportCredentia
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pool, err := loadPool(caFile)
+		pool, err := loadPool("--tls-ca", caFile)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +39,7 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (credentials.Transp
 	if caFile == "" {
 		return nil, errors.New("client TLS needs a CA file")
 	}
-	pool, err := loadPool(caFile)
+	pool, err := loadPool("CA", caFile)
 	if err != nil {
 		return nil, err
 	}
@@ -57,14 +57,39 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (credentials.Transp
 	return credentials.NewTLS(cfg), nil
 }
 
-func loadPool(caFile string) (*x509.CertPool, error) {
+// etcdTLS returns the TLS configuration of the etcd client, or nil for
+// plaintext: see Config.EtcdClientConfig.
+func (c Config) etcdTLS() (*tls.Config, error) {
+	if !c.etcdWantsTLS() {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12} // nil RootCAs: the system roots
+	if c.EtcdCA != "" {
+		pool, err := loadPool("--etcd-ca", c.EtcdCA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if c.EtcdCert != "" && c.EtcdKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.EtcdCert, c.EtcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert %s / --etcd-key %s: %w", c.EtcdCert, c.EtcdKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// loadPool reads the PEM CA file of flag (named in errors).
+func loadPool(flag, caFile string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-ca %s: %w", caFile, err)
+		return nil, fmt.Errorf("%s %s: %w", flag, caFile, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", caFile)
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, caFile)
 	}
 	return pool, nil
 }

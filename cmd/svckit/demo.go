@@ -108,9 +108,8 @@ func (s *countedStream) RecvMsg(m any) error {
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("svckit demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 20*time.Second, "how long the client runs (at least 3s)")
-	if err := fs.Parse(args); err != nil {
+	if err := framework.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *duration < 3*time.Second {

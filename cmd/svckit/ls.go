@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -28,47 +29,58 @@ type instance struct {
 	Instance string        `json:"instance_id,omitempty"`
 }
 
+const lsUsage = "usage: svckit ls [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [--json] [SERVICE]"
+
+// runLs lists the instances registered under the prefix, or of one
+// service, with the etcd client settings of every svckit command.
 func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := framework.DefaultConfig()
 	if err := cfg.ApplyEnv(nil); err != nil {
 		return err
 	}
 	fs := flag.NewFlagSet("svckit ls", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
-	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), lsUsage); fs.PrintDefaults() }
+	cfg.RegisterEtcdFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := framework.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
-		return fmt.Errorf("usage: svckit ls [--etcd ADDRS] [--prefix P] [--json] [SERVICE]")
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(1))}
 	}
-	if err := naming.ValidatePrefix(*prefix); err != nil {
+	if err := naming.ValidatePrefix(cfg.Prefix); err != nil {
 		return fmt.Errorf("--prefix: %w", err)
 	}
-	key := *prefix
+	key := cfg.Prefix
 	if fs.NArg() == 1 {
 		if err := naming.ValidateService(fs.Arg(0)); err != nil {
 			return err
 		}
 		key += fs.Arg(0) + "/"
 	}
-	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: strings.Split(*etcd, ","), DialTimeout: 3 * time.Second})
+	cc, err := cfg.EtcdClientConfig()
+	if err != nil {
+		return err
+	}
+	cc.DialTimeout, cc.Logger, cc.LogLevel = 3*time.Second, slog.New(slog.NewTextHandler(stderr, nil)), slog.LevelError
+	cli, err := naming.NewClient(cc)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if err := naming.Ping(ctx, cli); err != nil {
+		return err
+	}
 	resp, err := cli.Get(ctx, key, clientv3.WithPrefix())
 	if err != nil {
-		return fmt.Errorf("etcd %s: %w", *etcd, err)
+		return fmt.Errorf("etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
 	}
 	ttls := map[int64]time.Duration{}
 	var rows []instance
 	for _, kv := range resp.Kvs {
-		svc, err := naming.ServiceOfKey(*prefix, string(kv.Key))
+		svc, err := naming.ServiceOfKey(cfg.Prefix, string(kv.Key))
 		if err != nil {
 			fmt.Fprintf(stderr, "svckit: skip %s: %v\n", kv.Key, err)
 			continue

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/svckit/svckit/examples/fileserver"
+	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 )
 
@@ -22,7 +23,7 @@ const usage = `usage: svckit COMMAND [flags]
 
 commands:
   demo    run etcd, three FileSrv instances and a client; stop one, kill one; report
-  etcd    run a single-member development etcd (embedded, no install needed)
+  etcd    run a single-member development etcd (embedded, no install needed): svckit etcd [--listen ADDR] [--tls]
   gen     regenerate Go code from proto/ of a service (no protoc)
   ls      list registered services and instances
   new     scaffold a service: svckit new NAME [--module PATH] [--dir DIR] [--template DIR] [--force]
@@ -31,16 +32,33 @@ commands:
 `
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	var usageErr *framework.UsageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usageErr):
+		fmt.Fprintf(os.Stderr, "%s: %v (see %s -h)\n", usageErr.Cmd, err, usageErr.Cmd)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "svckit:", err)
 		os.Exit(1)
 	}
 }
 
+// run runs the command in args. A bad command line is a
+// *framework.UsageError of one line; -h prints the usage and returns nil.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // framework.ParseFlags printed the usage
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return &framework.UsageError{Cmd: "svckit", Err: errors.New("no command given")}
 	}
 	switch args[0] {
 	case "etcd":
@@ -63,28 +81,65 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		return &framework.UsageError{Cmd: "svckit", Err: fmt.Errorf("unknown command %q", args[0])}
 	}
 }
 
+// runEtcd serves a single-member development etcd until SIGINT or
+// SIGTERM; with --tls, over TLS only with client certificates required,
+// and certificates generated into --tls-dir.
 func runEtcd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("svckit etcd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2379", "client address to listen on (host:port)")
 	dataDir := fs.String("data-dir", "", "data directory (default: a temporary one, removed on exit)")
-	if err := fs.Parse(args); err != nil {
+	useTLS := fs.Bool("tls", false, "serve TLS only and require client certificates, with certificates generated into --tls-dir")
+	tlsDir := fs.String("tls-dir", "", "directory for the generated CA, server and client certificates (default: a temporary one, removed on exit); new ones at every start")
+	if err := framework.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(*listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", *listen, err)
+	if fs.NArg() > 0 {
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	c, err := etcdtest.New(etcdtest.Options{ClientAddr: *listen, Dir: *dataDir})
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--listen %q: %w", *listen, err)}
+	}
+	if *tlsDir != "" && !*useTLS {
+		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("--tls-dir needs --tls")}
+	}
+	opts := etcdtest.Options{ClientAddr: *listen, Dir: *dataDir}
+	var certs etcdtest.Certs
+	if *useTLS {
+		dir := *tlsDir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "svckit-etcd-tls-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		var err error
+		if certs, err = etcdtest.GenerateCerts(dir); err != nil {
+			return err
+		}
+		if opts.TLS, err = certs.ServerTLS(true); err != nil {
+			return err
+		}
+	}
+	c, err := etcdtest.New(opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(stdout, "etcd serving on %s (Ctrl-C to stop)\n", c.Endpoint(0))
+	if *useTLS {
+		u := c.URLs()[0]
+		fmt.Fprintf(stdout, "etcd serving on %s, TLS only, client certificates required (Ctrl-C to stop)\n", u)
+		fmt.Fprintf(stdout, "certificates in %s (CA, server, client; valid 90 days)\n", certs.Dir)
+		fmt.Fprintf(stdout, "flags: --etcd %s --etcd-ca %s --etcd-cert %s --etcd-key %s\n", u, certs.CA, certs.ClientCert, certs.ClientKey)
+		fmt.Fprintf(stdout, "env:   export SVCKIT_ETCD_ENDPOINTS=%s SVCKIT_ETCD_CA=%s SVCKIT_ETCD_CERT=%s SVCKIT_ETCD_KEY=%s\n", u, certs.CA, certs.ClientCert, certs.ClientKey)
+	} else {
+		fmt.Fprintf(stdout, "etcd serving on %s (Ctrl-C to stop)\n", c.Endpoint(0))
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -12,13 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/internal/protogen"
 	"github.com/svckit/svckit/templates"
 )
 
 func runNew(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs0 := flag.NewFlagSet("svckit new", flag.ContinueOnError)
-	fs0.SetOutput(stderr)
 	modulePath := fs0.String("module", "", "module path of the new service (default example.com/NAME)")
 	dir := fs0.String("dir", "", "directory to write (default ./NAME)")
 	tmpl := fs0.String("template", "", "render this template directory instead of the built-in one")
@@ -30,7 +30,7 @@ func runNew(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		name, rest = rest[0], rest[1:]
 	}
-	if err := fs0.Parse(rest); err != nil {
+	if err := framework.ParseFlags(fs0, rest, stdout); err != nil {
 		return err
 	}
 	if name == "" && fs0.NArg() == 1 {

@@ -21,7 +21,7 @@ import (
 	"github.com/svckit/svckit/framework/proxy"
 )
 
-const proxyUsage = "usage: svckit proxy [--listen ADDR] [--etcd ADDRS] [--prefix P] [flags]"
+const proxyUsage = "usage: svckit proxy [--listen ADDR] [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [flags]"
 
 // runProxy serves the registered services through one gRPC address until
 // SIGINT or SIGTERM, then stops gracefully.
@@ -31,11 +31,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fs := flag.NewFlagSet("svckit proxy", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are returned, one line
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), proxyUsage); fs.PrintDefaults() }
 	listen := fs.String("listen", "127.0.0.1:8443", "address to serve gRPC clients on (host:port)")
-	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
-	etcdUser := fs.String("etcd-user", cfg.EtcdUser, "etcd user name (env SVCKIT_ETCD_USER; password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)")
-	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	cfg.RegisterEtcdFlags(fs)
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest message forwarded either way, in bytes")
 	maxStreams := fs.Uint("max-streams", 1000, "calls in flight per client connection")
 	maxBackends := fs.Int("max-backends", 256, "backend connections cached, one per service")
@@ -47,17 +45,11 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	backendCA := fs.String("backend-ca", "", "CA that backend certificates must chain to, PEM: TLS to the backends")
 	backendCert := fs.String("backend-cert", "", "client certificate for the backends, PEM (mutual TLS)")
 	backendKey := fs.String("backend-key", "", "client key for the backends, PEM")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fmt.Fprintln(stdout, proxyUsage)
-			fs.PrintDefaults()
-			return nil
-		}
-		return fmt.Errorf("proxy: %w", err)
+	if err := framework.ParseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("proxy: unexpected argument %q (%s)", fs.Arg(0), proxyUsage)
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if _, _, err := net.SplitHostPort(*listen); err != nil {
 		return fmt.Errorf("proxy: --listen %q: %w", *listen, err)
@@ -74,7 +66,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := []proxy.Option{
-		proxy.WithPrefix(*prefix),
+		proxy.WithPrefix(cfg.Prefix),
 		proxy.WithLogger(log),
 		proxy.WithMaxMsgSize(*maxMsg),
 		proxy.WithMaxConcurrentStreams(uint32(*maxStreams)),
@@ -96,8 +88,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opts = append(opts, proxy.WithDialOptions(framework.WithTransportCredentials(creds)))
 	}
-	cfg.Etcd, cfg.EtcdUser = strings.Split(*etcd, ","), *etcdUser
-	cc := cfg.EtcdClientConfig()
+	cc, err := cfg.EtcdClientConfig()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
 	cc.DialTimeout, cc.Logger = 3*time.Second, log
 	cli, err := naming.NewClient(cc)
 	if err != nil {
@@ -123,6 +117,6 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stop()
 	// Once stopping, a second signal ends the process at once.
 	go func() { <-ctx.Done(); stop() }()
-	fmt.Fprintf(stdout, "svckit proxy: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
+	fmt.Fprintf(stdout, "svckit proxy: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), strings.Join(cfg.Etcd, ","), cfg.Prefix)
 	return p.Serve(ctx, lis)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"github.com/svckit/svckit/framework/xds"
 )
 
+const xdsUsage = "usage: svckit xds [--listen ADDR] [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [--wrr]"
+
 // runXDS serves svckit's etcd records as xDS until SIGINT or SIGTERM.
 func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := framework.DefaultConfig()
@@ -25,30 +26,27 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fs := flag.NewFlagSet("svckit xds", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), xdsUsage); fs.PrintDefaults() }
 	listen := fs.String("listen", "127.0.0.1:18000", "xDS gRPC address to listen on (host:port)")
-	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
-	etcdUser := fs.String("etcd-user", cfg.EtcdUser, "etcd user name (env SVCKIT_ETCD_USER; password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)")
-	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	cfg.RegisterEtcdFlags(fs)
 	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // the flag package printed the usage
-		}
+	if err := framework.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("usage: svckit xds [--listen ADDR] [--etcd ADDRS] [--prefix P] [--wrr]")
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if _, _, err := net.SplitHostPort(*listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", *listen, err)
 	}
-	if err := naming.ValidatePrefix(*prefix); err != nil {
+	if err := naming.ValidatePrefix(cfg.Prefix); err != nil {
 		return fmt.Errorf("--prefix: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg.Etcd, cfg.EtcdUser = strings.Split(*etcd, ","), *etcdUser
-	cc := cfg.EtcdClientConfig()
+	cc, err := cfg.EtcdClientConfig()
+	if err != nil {
+		return err
+	}
 	cc.DialTimeout, cc.Logger = 3*time.Second, log
 	cli, err := naming.NewClient(cc)
 	if err != nil {
@@ -64,7 +62,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		log.Warn("etcd not answering; serving nothing until it does", "err", err)
 	}
-	opts := []xds.Option{xds.WithPrefix(*prefix), xds.WithLogger(log)}
+	opts := []xds.Option{xds.WithPrefix(cfg.Prefix), xds.WithLogger(log)}
 	if *wrr {
 		opts = append(opts, xds.WithWeightedRoundRobin())
 	}
@@ -78,6 +76,6 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(stdout, "svckit xds: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), *etcd, *prefix)
+	fmt.Fprintf(stdout, "svckit xds: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), strings.Join(cfg.Etcd, ","), cfg.Prefix)
 	return xs.Serve(ctx, lis)
 }

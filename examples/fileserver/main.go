@@ -14,8 +14,10 @@ import (
 
 // Main is the fileserver command: the standard svckit flags (see
 // docs/configuration.md) plus --root, --max-file-size and --version. It
-// serves until SIGINT or SIGTERM and returns nil after a clean stop. The
-// fileserver binary and `svckit demo`'s instances both run it.
+// serves until SIGINT or SIGTERM and returns nil after a clean stop. -h
+// prints the usage to stdout and returns nil; a bad command line returns a
+// *framework.UsageError of one line. The fileserver binary and `svckit
+// demo`'s instances both run it.
 func Main(args []string, version string) error {
 	cfg := framework.DefaultConfig()
 	if err := cfg.ApplyEnv(nil); err != nil {
@@ -26,7 +28,7 @@ func Main(args []string, version string) error {
 	root := fs.String("root", "", "directory to serve (required)")
 	maxSize := fs.Int64("max-file-size", 1<<30, "largest file accepted, in bytes")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
@@ -36,11 +38,14 @@ func Main(args []string, version string) error {
 		fmt.Println("fileserver", version)
 		return nil
 	}
+	if fs.NArg() > 0 {
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
 	if *root == "" {
-		return errors.New("--root is required")
+		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("--root is required")}
 	}
 	if *maxSize <= 0 {
-		return fmt.Errorf("--max-file-size %d: must be positive", *maxSize)
+		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--max-file-size %d: must be positive", *maxSize)}
 	}
 	ctx := context.Background()
 	tr, err := observe.NewTracing(ctx, "fileserver")

@@ -8,6 +8,11 @@
 // StartCluster tie a cluster to a test with t.Cleanup; New and Close serve code
 // that is not a test, such as `svckit etcd` and the demo.
 //
-// It leaves out TLS, authentication and membership changes: tests that need
-// those configure embed directly.
+// Options.TLS makes the members serve clients over TLS only, optionally
+// requiring client certificates; GenerateCerts writes a development CA, a
+// server certificate for 127.0.0.1 and localhost and a client certificate,
+// and StartTLS ties a mutual-TLS-only member to a test.
+//
+// It leaves out peer TLS, authentication and membership changes: tests
+// that need those configure embed directly.
 package etcdtest

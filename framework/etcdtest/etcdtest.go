@@ -2,6 +2,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -34,6 +36,25 @@ type Options struct {
 	ClientAddr string
 	// Logger receives the servers' logs. Nil means no logs.
 	Logger *zap.Logger
+	// TLS, when set, makes every member serve clients over TLS only
+	// (https:// client URLs). Nil means plaintext.
+	TLS *TLS
+}
+
+// TLS is how the members serve clients over TLS: embed's ClientTLSInfo.
+// Certs.ServerTLS fills it from generated certificates.
+type TLS struct {
+	// CertFile and KeyFile are the server's PEM certificate and key.
+	// Required. With ClientCertAuth the certificate must allow client
+	// authentication too: etcd's gateway dials its own port with it.
+	CertFile, KeyFile string
+	// ClientCAFile is the PEM CA that client certificates must chain to.
+	ClientCAFile string
+	// ClientCertAuth refuses clients without such a certificate.
+	ClientCertAuth bool
+	// Client is the configuration Cluster.Client uses; nil means
+	// Cluster.Client cannot reach the cluster.
+	Client *tls.Config
 }
 
 // Cluster is a running etcd cluster of one or more embedded members.
@@ -45,6 +66,7 @@ type Cluster struct {
 	logger  *zap.Logger
 	token   string
 	initial string
+	tls     *TLS
 }
 
 type member struct {
@@ -73,6 +95,27 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	return c
 }
 
+// StartTLS starts a single-member cluster that serves only TLS and
+// requires client certificates, with certificates that GenerateCerts wrote
+// into a temporary directory; it is closed when tb ends.
+func StartTLS(tb testing.TB) (*Cluster, Certs) {
+	tb.Helper()
+	certs, err := GenerateCerts(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t, err := certs.ServerTLS(true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := New(Options{Dir: tb.TempDir(), TLS: t})
+	if err != nil {
+		tb.Fatalf("etcdtest: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c, certs
+}
+
 // New starts a cluster and waits until every member is ready and a leader is
 // elected.
 func New(opts Options) (*Cluster, error) {
@@ -83,7 +126,10 @@ func New(opts Options) (*Cluster, error) {
 	if opts.ClientAddr != "" && n != 1 {
 		return nil, errors.New("etcdtest: ClientAddr needs a single member")
 	}
-	c := &Cluster{dir: opts.Dir, logger: opts.Logger}
+	if t := opts.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || (t.ClientCertAuth && t.ClientCAFile == "")) {
+		return nil, errors.New("etcdtest: TLS needs CertFile and KeyFile, and ClientCertAuth a ClientCAFile")
+	}
+	c := &Cluster{dir: opts.Dir, logger: opts.Logger, tls: opts.TLS}
 	if c.logger == nil {
 		c.logger = zap.NewNop()
 	}
@@ -113,6 +159,9 @@ func New(opts Options) (*Cluster, error) {
 			return nil, err
 		}
 		m.clientURL = url.URL{Scheme: "http", Host: caddr}
+		if c.tls != nil {
+			m.clientURL.Scheme = "https"
+		}
 		m.peerURL = url.URL{Scheme: "http", Host: paddr}
 		c.members = append(c.members, m)
 		peers = append(peers, m.name+"="+m.peerURL.String())
@@ -151,6 +200,10 @@ func (c *Cluster) start(m *member, state string) error {
 	cfg.InitialCluster = c.initial
 	cfg.InitialClusterToken = c.token
 	cfg.ClusterState = state
+	if t := c.tls; t != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile,
+			TrustedCAFile: t.ClientCAFile, ClientCertAuth: t.ClientCertAuth}
+	}
 	cfg.TickMs = 50
 	cfg.ElectionMs = 500
 	cfg.UnsafeNoFsync = true
@@ -189,7 +242,18 @@ func (c *Cluster) waitLeader() error {
 	return errors.New("etcdtest: no leader elected")
 }
 
-// Endpoints returns the client addresses of every member, running or not.
+// URLs returns the client URLs of every member, running or not:
+// https:// ones when the cluster serves TLS.
+func (c *Cluster) URLs() []string {
+	out := make([]string, len(c.members))
+	for i, m := range c.members {
+		out[i] = m.clientURL.String()
+	}
+	return out
+}
+
+// Endpoints returns the client addresses (host:port) of every member,
+// running or not.
 func (c *Cluster) Endpoints() []string {
 	out := make([]string, len(c.members))
 	for i, m := range c.members {
@@ -204,14 +268,19 @@ func (c *Cluster) Endpoint(i int) string { return c.members[i].clientURL.Host }
 // Size returns the number of members.
 func (c *Cluster) Size() int { return len(c.members) }
 
-// Client returns a new client of every member, closed when tb ends.
+// Client returns a new client of every member, closed when tb ends; of a
+// TLS cluster, with its TLS.Client configuration.
 func (c *Cluster) Client(tb testing.TB) *clientv3.Client {
 	tb.Helper()
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   c.Endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if c.tls != nil {
+		cfg.Endpoints, cfg.TLS = c.URLs(), c.tls.Client
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		tb.Fatalf("etcdtest: client: %v", err)
 	}

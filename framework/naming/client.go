@@ -6,14 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
+
+var errNoClientCert = errors.New("etcd requires a TLS client certificate and none is configured")
 
 // ClientConfig says how to reach etcd. Password is never logged.
 type ClientConfig struct {
@@ -24,11 +32,19 @@ type ClientConfig struct {
 	// Username and Password authenticate to etcd when Username is set.
 	Username string
 	Password string
-	// TLS, when set, is used for every connection to etcd.
+	// TLS, when set, is used for every connection to etcd, also to
+	// host:port endpoints (http:// ones drop it, https:// ones use the
+	// system roots without it). Without a client certificate, a handshake
+	// with an etcd that requires one fails naming the cause.
 	TLS *tls.Config
 	// Logger receives the etcd client's warnings and errors. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// LogLevel is the least level of the etcd client's own logs that
+	// reach Logger; default slog.LevelWarn. Commands whose errors say
+	// enough raise it to slog.LevelError: the client warns at every retry.
+	// NewClient's own warnings are not filtered.
+	LogLevel slog.Level
 }
 
 // String describes c without its password.
@@ -41,7 +57,9 @@ func (c ClientConfig) String() string {
 }
 
 // NewClient returns an etcd client for c. It refuses a config without
-// endpoints; it does not wait for etcd to answer (see Ping).
+// endpoints; it does not wait for etcd to answer (see Ping). A client that
+// would send a password in clear to an etcd that is not on this host logs
+// one warning.
 func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	if len(c.Endpoints) == 0 {
 		return nil, fmt.Errorf("naming: no etcd endpoints: %w", ErrInvalid)
@@ -55,6 +73,19 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetClientCertificate == nil {
+		// etcd asks for a client certificate only when it requires one.
+		// Fail the handshake naming the cause, rather than let etcd close
+		// the connection with an alert that the client, done with its side
+		// of a TLS 1.3 handshake, may never read ("broken pipe").
+		c.TLS = c.TLS.Clone()
+		c.TLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return nil, errNoClientCert
+		}
+	}
+	if ep, ok := passwordInClear(c); ok {
+		c.Logger.Warn("etcd password sent in plaintext: use TLS to etcd (--etcd-ca or https://)", "endpoint", ep, "user", c.Username)
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            c.Endpoints,
 		DialTimeout:          c.DialTimeout,
@@ -63,7 +94,7 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		Username:             c.Username,
 		Password:             c.Password,
 		TLS:                  c.TLS,
-		Logger:               ZapLogger(c.Logger.With("component", "etcd-client")),
+		Logger:               zapLogger(c.Logger.With("component", "etcd-client"), max(c.LogLevel, slog.LevelWarn)),
 		// etcd's own client accepts replies of up to 2 GiB; svckit lists in
 		// pages, and a record is at most MaxRecordBytes.
 		MaxCallRecvMsgSize: 64 << 20,
@@ -82,21 +113,117 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// Ping checks that etcd answers within ctx, naming the endpoints if not.
-func Ping(ctx context.Context, cli *clientv3.Client) error {
-	if _, err := cli.Get(ctx, "svckit-ping", clientv3.WithCountOnly()); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = errors.New("no answer")
-		}
-		return fmt.Errorf("naming: etcd %v: %w", cli.Endpoints(), err)
+// passwordInClear reports whether c sends a password without TLS to an
+// endpoint off this host, and names the endpoint. etcd's client dials
+// every endpoint with the scheme of the first: http:// drops TLS, https://
+// forces it, and host:port uses TLS when c.TLS is set.
+func passwordInClear(c ClientConfig) (string, bool) {
+	if c.Password == "" || len(c.Endpoints) == 0 {
+		return "", false
 	}
-	return nil
+	scheme, _, found := strings.Cut(c.Endpoints[0], "://")
+	switch {
+	case found && (scheme == "https" || scheme == "unixs"):
+		return "", false
+	case c.TLS != nil && scheme != "http":
+		return "", false
+	}
+	for _, ep := range c.Endpoints {
+		if !loopback(ep) {
+			return ep, true
+		}
+	}
+	return "", false
+}
+
+// loopback reports whether etcd endpoint ep is on this host: a loopback
+// address, localhost or a unix socket.
+func loopback(ep string) bool {
+	if strings.HasPrefix(ep, "unix:") || strings.HasPrefix(ep, "unixs:") {
+		return true
+	}
+	if _, rest, found := strings.Cut(ep, "://"); found {
+		ep = rest
+	}
+	host, _, err := net.SplitHostPort(ep)
+	if err != nil {
+		host = ep
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Ping checks that etcd answers within ctx. If not, the error names the
+// endpoints and the last connection error, such as a refused TLS
+// handshake, rather than only the deadline.
+func Ping(ctx context.Context, cli *clientv3.Client) error {
+	var (
+		mu   sync.Mutex
+		last error // of the last attempt: the etcd client retries
+	)
+	onFinish := grpc.OnFinish(func(err error) {
+		if err != nil && ctx.Err() == nil {
+			mu.Lock()
+			last = err
+			mu.Unlock()
+		}
+	})
+	_, err := pb.NewKVClient(cli.ActiveConnection()).Range(ctx, &pb.RangeRequest{Key: []byte("svckit-ping"), CountOnly: true}, onFinish)
+	if err == nil {
+		return nil
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ctx.Err() != nil {
+		err = errors.New("no answer")
+		if last != nil {
+			err = fmt.Errorf("no answer: %s", status.Convert(last).Message())
+		}
+	} else if status.Code(err) == codes.Unavailable {
+		err = errors.New(status.Convert(err).Message()) // a connection error
+	}
+	// A plaintext client of a TLS-only etcd sees only a connection that
+	// closes ("error reading server preface: EOF"): say why.
+	if eps := cli.Endpoints(); strings.Contains(err.Error(), "server preface") && !strings.HasPrefix(eps[0], "https://") && speaksTLS(eps[0]) {
+		err = fmt.Errorf("%w (etcd at %s speaks TLS, this client does not)", err, eps[0])
+	}
+	return fmt.Errorf("naming: etcd %v: %w", cli.Endpoints(), err)
+}
+
+// speaksTLS reports whether a TLS handshake with ep (host:port or
+// http://host:port) gets a TLS answer within a second. It verifies
+// nothing: it only tells a TLS server from a plaintext one.
+func speaksTLS(ep string) bool {
+	if _, rest, found := strings.Cut(ep, "://"); found {
+		ep = rest
+	}
+	d := &net.Dialer{Timeout: time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", ep, &tls.Config{InsecureSkipVerify: true}) // a probe: no data is sent
+	if err != nil {
+		// A TLS 1.2 server that requires a client certificate answers
+		// with an alert, which is TLS too.
+		var alert tls.AlertError
+		return errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls")
+	}
+	_ = conn.Close()
+	return true
 }
 
 // ZapLogger returns a zap logger that writes warnings and errors to l, for
 // the etcd client and server, which log with zap.
-func ZapLogger(l *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{l: l, level: zapcore.WarnLevel})
+func ZapLogger(l *slog.Logger) *zap.Logger { return zapLogger(l, slog.LevelWarn) }
+
+// zapLogger returns a zap logger that writes entries of level or above to
+// l; level is slog.LevelWarn or slog.LevelError.
+func zapLogger(l *slog.Logger, level slog.Level) *zap.Logger {
+	zl := zapcore.WarnLevel
+	if level >= slog.LevelError {
+		zl = zapcore.ErrorLevel
+	}
+	return zap.New(&slogCore{l: l, level: zl})
 }
 
 // slogCore is a zapcore.Core that hands entries to a slog.Logger.

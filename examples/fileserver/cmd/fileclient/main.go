@@ -1,6 +1,8 @@
-// Command fileclient talks to FileSrv through framework.Dial:
+// Command fileclient talks to FileSrv through framework.Dial, with the etcd
+// client flags of every svckit command (--etcd, --etcd-user, --etcd-ca,
+// --etcd-cert, --etcd-key, --prefix and their variables):
 //
-//	fileclient [--etcd ADDRS] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE
+//	fileclient [flags] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,10 +26,19 @@ import (
 	"github.com/svckit/svckit/framework/naming"
 )
 
-const usage = "usage: fileclient [--etcd ADDRS] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE"
+const usage = "usage: fileclient [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE"
 
+// main exits 2 after a bad command line, printed on one line, and 1 after
+// any other error.
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	var usageErr *framework.UsageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usageErr):
+		fmt.Fprintf(os.Stderr, "fileclient: %v (see -h)\n", err)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "fileclient:", err)
 		os.Exit(1)
 	}
@@ -38,21 +50,43 @@ func run(args []string) error {
 		return err
 	}
 	fs := flag.NewFlagSet("fileclient", flag.ContinueOnError)
-	etcd := fs.String("etcd", strings.Join(cfg.Etcd, ","), "comma-separated etcd endpoints (env SVCKIT_ETCD_ENDPOINTS)")
-	prefix := fs.String("prefix", cfg.Prefix, "etcd key prefix (env SVCKIT_PREFIX)")
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
+	cfg.RegisterEtcdFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole command")
-	if err := fs.Parse(args); err != nil {
+	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	a := fs.Args()
 	if len(a) == 0 {
-		return errors.New(usage)
+		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("no command given")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	// Reach etcd first, within a bound, so that a refusal (no answer, a
+	// TLS handshake refused) shows as such rather than as no instance.
+	ec, err := cfg.EtcdClientConfig()
+	if err != nil {
+		return err
+	}
+	ec.DialTimeout, ec.LogLevel = 3*time.Second, slog.LevelError
+	ec.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cli, err := naming.NewClient(ec)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = naming.Ping(pctx, cli)
+	pcancel()
+	if err != nil {
+		return err
+	}
 	cc, err := framework.Dial(ctx, "fileserver",
-		framework.WithEtcd(naming.ClientConfig{Endpoints: strings.Split(*etcd, ",")}),
-		framework.WithPrefix(*prefix),
+		framework.WithDialEtcdClient(cli),
+		framework.WithPrefix(cfg.Prefix),
 		framework.WithGRPCDialOption(grpcCallSizes()...))
 	if err != nil {
 		return err
@@ -92,7 +126,7 @@ func run(args []string) error {
 	case a[0] == "rm" && len(a) == 2:
 		return c.Delete(ctx, a[1])
 	}
-	return errors.New(usage)
+	return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unknown command or wrong arguments: %s", strings.Join(a, " "))}
 }
 
 func put(ctx context.Context, c *fileserver.Client, local, remote string) error {
