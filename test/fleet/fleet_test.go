@@ -137,3 +137,31 @@ func bootstrap(t *testing.T, addr string) string {
 	}
 	return p
 }
+
+// TestTLSEtcd runs the fleet, `svckit proxy` and `svckit xds` against an
+// etcd that accepts only mutual TLS: every process reaches it with
+// --etcd-ca, --etcd-cert and --etcd-key, and every mode serves the mix.
+func TestTLSEtcd(t *testing.T) {
+	c, certs := etcdtest.StartTLS(t)
+	tlsConfig, err := certs.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--etcd", strings.Join(c.Endpoints(), ","),
+		"--etcd-ca", certs.CA, "--etcd-cert", certs.ClientCert, "--etcd-key", certs.ClientKey}
+	f := newFleet(t, c, args, naming.ClientConfig{Endpoints: c.Endpoints(), TLS: tlsConfig})
+
+	t.Run("thick", func(t *testing.T) {
+		run := f.thick()
+		f.steady(t, run, 0.10)
+		f.rolling(t, run)
+	})
+	t.Run("proxy", func(t *testing.T) {
+		_, addr := startCmd(t, append([]string{"proxy", "--listen", "127.0.0.1:0"}, f.etcdArgs...)...)
+		f.steady(t, plain(addr, addr, nil), 0)
+	})
+	t.Run("xds", func(t *testing.T) {
+		_, addr := startCmd(t, append([]string{"xds", "--listen", "127.0.0.1:0"}, f.etcdArgs...)...)
+		f.steady(t, plain("xds:///fileserver", "xds:///sleeper", []string{"GRPC_XDS_BOOTSTRAP=" + bootstrap(t, addr)}), 0.10)
+	})
+}
