@@ -75,7 +75,7 @@ func runReadme(ctx context.Context, t *testing.T, dir, name string) {
 	lines := readmeCommands(t, filepath.Join(dir, "README.md"))
 	etcdAddr := freeAddr(t)
 	env := append(os.Environ(), "SVCKIT_ETCD_ENDPOINTS="+etcdAddr)
-	etcdRE := regexp.MustCompile(`^go tool svckit etcd\s*&?$`)
+	svckitRE := regexp.MustCompile(`^go (tool svckit|run \S*/cmd/svckit) (etcd|ls)$`)
 	var servers []*shellProc
 	stopAll := func() {
 		for i := len(servers) - 1; i >= 0; i-- {
@@ -86,39 +86,49 @@ func runReadme(ctx context.Context, t *testing.T, dir, name string) {
 	defer stopAll()
 	seen := map[string]bool{}
 	for _, line := range lines {
-		switch {
-		case etcdRE.MatchString(line):
-			seen["etcd"] = true
-			p := startShell(t, dir, strings.TrimSuffix(strings.TrimSpace(line), "&")+" --listen "+etcdAddr, env)
-			servers = append(servers, p)
-			p.waitFor(t, regexp.MustCompile(`etcd serving on `+regexp.QuoteMeta(etcdAddr)), 3*time.Minute)
-		case line == "go run ./cmd/"+name:
-			seen["service"] = true
-			p := startShell(t, dir, line, env)
-			servers = append(servers, p)
-			p.waitFor(t, regexp.MustCompile(`msg=serving .*addr=(\S+)`), 3*time.Minute)
-			// Registered: a client finds it by name through etcd.
-			cc, err := framework.Dial(ctx, name, framework.WithEtcd(naming.ClientConfig{Endpoints: []string{etcdAddr}}))
-			if err != nil {
-				t.Fatal(err)
+		// "A & B": A runs in the background.
+		parts := strings.Split(line, "&")
+		for i, part := range parts {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
 			}
-			var resp healthpb.HealthCheckResponse
-			err = cc.Invoke(ctx, "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{Service: name + ".v1." + strings.ToUpper(name[:1]) + name[1:] + "Service"}, &resp)
-			_ = cc.Close()
-			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-				t.Fatalf("%s health through Dial: %v %v", name, resp.GetStatus(), err)
+			background := i < len(parts)-1
+			m := svckitRE.FindStringSubmatch(part)
+			switch {
+			case m != nil && m[2] == "etcd" && background:
+				seen["etcd"] = true
+				p := startShell(t, dir, part+" --listen "+etcdAddr, env)
+				servers = append(servers, p)
+				p.waitFor(t, regexp.MustCompile(`etcd serving on `+regexp.QuoteMeta(etcdAddr)), 3*time.Minute)
+			case part == "go run ./cmd/"+name:
+				seen["service"] = true
+				p := startShell(t, dir, part, env)
+				servers = append(servers, p)
+				p.waitFor(t, regexp.MustCompile(`msg=serving .*addr=(\S+)`), 3*time.Minute)
+				// Registered: a client finds it by name through etcd.
+				cc, err := framework.Dial(ctx, name, framework.WithEtcd(naming.ClientConfig{Endpoints: []string{etcdAddr}}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var resp healthpb.HealthCheckResponse
+				err = cc.Invoke(ctx, "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{Service: name + ".v1." + strings.ToUpper(name[:1]) + name[1:] + "Service"}, &resp)
+				_ = cc.Close()
+				if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+					t.Fatalf("%s health through Dial: %v %v", name, resp.GetStatus(), err)
+				}
+			case m != nil && m[2] == "ls" && !background:
+				seen["ls"] = true
+				o := runShell(ctx, t, dir, part, env)
+				if !strings.Contains(o, name) {
+					t.Fatalf("%q does not list %s:\n%s", part, name, o)
+				}
+			case part == "go test ./..." && !background:
+				seen["test"] = true
+				runShell(ctx, t, dir, part, env)
+			default:
+				t.Fatalf("README.md: the test does not know how to run %q", part)
 			}
-		case line == "go tool svckit ls":
-			seen["ls"] = true
-			o := runShell(ctx, t, dir, line, env)
-			if !strings.Contains(o, name) {
-				t.Fatalf("%q does not list %s:\n%s", line, name, o)
-			}
-		case line == "go test ./...":
-			seen["test"] = true
-			runShell(ctx, t, dir, line, env)
-		default:
-			t.Fatalf("README.md: the test does not know how to run %q", line)
 		}
 	}
 	if len(seen) != 4 {
