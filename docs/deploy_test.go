@@ -1,5 +1,6 @@
-// Package docs holds no code: its test checks the Kubernetes manifests that
-// deploy.md explains.
+// Package docs holds no code: its tests check the Kubernetes manifests that
+// deploy.md explains, run (or check) every shell command of README.md and
+// docs/*.md, and resolve every relative link (commands_test.go).
 package docs
 
 import (

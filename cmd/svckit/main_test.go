@@ -6,21 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/internal/proc"
 )
 
 func TestMain(m *testing.M) {
@@ -152,99 +147,4 @@ func TestLsShowsInstancesComeAndGo(t *testing.T) {
 		t.Fatalf("after SIGTERM of %s, ls shows:\n%s", kids[0].addr, have)
 	}
 	t.Logf("after SIGTERM:\n%s", have)
-}
-
-func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
-	checkout, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "greeter")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	var out, errb bytes.Buffer
-	if err := run(ctx, []string{"new", "greeter", "--dir", dir, "--module", "example.com/greeter", "--svckit", checkout}, &out, &errb); err != nil {
-		t.Fatalf("svckit new: %v\n%s%s", err, out.String(), errb.String())
-	}
-	for _, args := range [][]string{{"build", "./..."}, {"vet", "./..."}, {"test", "-count=1", "./..."}} {
-		if err := goCmd(ctx, dir, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o, err := exec.CommandContext(ctx, filepath.Join(strings.TrimSpace(string(goroot)), "bin", "gofmt"), "-l", dir).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
-		t.Fatalf("gofmt -l: %v %s", err, o)
-	}
-	// `go generate` regenerates the same code without protoc.
-	pbFile := filepath.Join(dir, "proto", "greeter", "v1", "greeter.pb.go")
-	before, _ := os.ReadFile(pbFile)
-	if err := goCmd(ctx, dir, "generate", "./..."); err != nil {
-		t.Fatal(err)
-	}
-	if after, _ := os.ReadFile(pbFile); !bytes.Equal(before, after) {
-		t.Fatal("go generate changed the generated code")
-	}
-
-	// The generated server registers itself; svckit ls lists it and a
-	// client reaches it.
-	bin := filepath.Join(t.TempDir(), "greeter")
-	if err := goCmd(ctx, dir, "build", "-o", bin, "./cmd/greeter"); err != nil {
-		t.Fatal(err)
-	}
-	etcd := etcdtest.Start(t)
-	srv, err := proc.Start(bin, []string{"--etcd", etcd.Endpoint(0)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Kill)
-	if _, _, err := srv.WaitServing(30 * time.Second); err != nil {
-		t.Fatalf("greeter: %v", err)
-	}
-	out.Reset()
-	if err := run(ctx, []string{"ls", "--etcd", etcd.Endpoint(0)}, &out, &errb); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "greeter") {
-		t.Fatalf("svckit ls does not list greeter:\n%s", out.String())
-	}
-	cc, err := framework.Dial(ctx, "greeter", framework.WithEtcd(naming.ClientConfig{Endpoints: etcd.Endpoints()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	var resp healthpb.HealthCheckResponse
-	if err := cc.Invoke(ctx, "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{Service: "greeter.v1.GreeterService"}, &resp); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("greeter health through Dial: %v %v", resp.GetStatus(), err)
-	}
-}
-
-func TestNewRefusesBadInputAndWritesNothing(t *testing.T) {
-	base := t.TempDir()
-	for _, args := range [][]string{
-		{"new", "My Service"}, {"new", "1svc"}, {"new", "a/b"}, {"new", ".."},
-		{"new", "greeter", "--module", "not a module"},
-	} {
-		var out, errb bytes.Buffer
-		full := append(args, "--dir", filepath.Join(base, "out"), "--svckit", base)
-		if err := run(context.Background(), full, &out, &errb); err == nil {
-			t.Errorf("%v: have nil error", args)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(base, "out")); err == nil {
-		t.Fatal("a refused svckit new wrote its directory")
-	}
-	full := filepath.Join(base, "full")
-	if err := os.MkdirAll(full, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"new", "greeter", "--dir", full, "--svckit", base}, &out, &errb); err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Fatalf("non-empty dir: %v", err)
-	}
 }

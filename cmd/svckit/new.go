@@ -77,7 +77,7 @@ func runNew(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := goCmd(ctx, *dir, "mod", "tidy"); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "next:\n  cd %s\n  go test ./...\n  go run github.com/svckit/svckit/cmd/svckit etcd &   # a dev etcd\n  go run ./cmd/%s\n", *dir, name)
+	fmt.Fprintf(stdout, "next:\n  cd %s\n  go test ./...\n  go tool svckit etcd &   # a development etcd (go.mod names svckit as a tool)\n  go run ./cmd/%s\n", *dir, name)
 	return nil
 }
 

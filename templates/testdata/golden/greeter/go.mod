@@ -12,5 +12,6 @@ replace github.com/svckit/svckit => /path/to/svckit
 
 tool (
 	github.com/svckit/svckit/cmd/protogen
+	github.com/svckit/svckit/cmd/svckit
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 )
