@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -36,9 +37,21 @@ const (
 	// check: too long to run here (tests, benchmarks): check that its
 	// packages exist and that every flag and -bench/-run pattern is valid.
 	check
-	// external: a tool that is not part of svckit (kubectl, etcdctl, …);
+	// external: a tool that is not part of svckit (kubectl, grpcurl, …);
 	// the docs say so beside it. Not run.
 	external
+	// refused: a command the page shows failing; it must exit non-zero
+	// with one line of output.
+	refused
+	// setenv: export or unset; it changes the environment of the page's
+	// later commands, as it would in the reader's shell.
+	setenv
+	// job: job control (kill %1); the background servers of a page are
+	// stopped at its end, which is what the reader's kill does.
+	job
+	// etcdctl: a recipe's etcdctl --endpoints line, run when etcdctl is installed (.ci/run installs it, and CI
+	// requires it); logged, not run, where it is not.
+	etcdctl
 )
 
 // rule classifies the commands that match re. Every command in a shell
@@ -54,7 +67,14 @@ type rule struct {
 var rules = []rule{
 	{re: regexp.MustCompile(`^go run \./cmd/svckit etcd( |$)`), kind: serve, ready: regexp.MustCompile(`etcd serving on`)},
 	{re: regexp.MustCompile(`^go run \./cmd/svckit (xds|proxy)( |$)`), kind: serve, ready: regexp.MustCompile(`svckit (xds|proxy): serving on`)},
-	{re: regexp.MustCompile(`^go run \./examples/fileserver/cmd/fileserver( |$)`), kind: serve, ready: regexp.MustCompile(`msg=serving`)},
+	{re: regexp.MustCompile(`^(\w+=\S+ )*go run \./examples/fileserver/cmd/fileserver( |$)`), kind: serve, ready: regexp.MustCompile(`msg=serving`)},
+	{re: regexp.MustCompile(`^/tmp/svckit-bin/fileserver --root `), kind: serve, ready: regexp.MustCompile(`msg=serving`)},
+	{re: regexp.MustCompile(`^(\w+= )+/tmp/svckit-bin/svckit ls$|^env( -u \w+)+ /tmp/svckit-bin/svckit ls `), kind: refused},
+	{re: regexp.MustCompile(`^/tmp/svckit-bin/\w+ `), kind: run},
+	{re: regexp.MustCompile(`^export( \w+=\S+)+$|^unset( \w+)+$`), kind: setenv},
+	{re: regexp.MustCompile(`^kill %\d+$`), kind: job},
+	{re: regexp.MustCompile(`^umask 0\d\d$|^openssl rand -hex \d+ > \S+$`), kind: run},
+	{re: regexp.MustCompile(`^etcdctl --endpoints `), kind: etcdctl},
 	{re: regexp.MustCompile(`^go run \./cmd/svckit demo$`), kind: run, bound: " --duration 3s", once: true},
 	{re: regexp.MustCompile(`^go run \./cmd/svckit (ls|new|gen)( |$)`), kind: run},
 	{re: regexp.MustCompile(`^go run \./examples/fileserver/cmd/fileclient( |$)`), kind: run},
@@ -64,17 +84,15 @@ var rules = []rule{
 	{re: regexp.MustCompile(`^mkdir -p \S+$`), kind: run},
 	{re: regexp.MustCompile(`^cat > \S+ <<'EOF'\n`), kind: run},
 	{re: regexp.MustCompile(`^\(?cd \S+ && go (test|generate) \./\.\.\.\)?$`), kind: run},
-	{re: regexp.MustCompile(`^(\w+=\S+ )*go test `), kind: check},
-	{re: regexp.MustCompile(`^(kubectl|etcdctl|grpcurl|grpc-health-probe|curl) `), kind: external},
+	{re: regexp.MustCompile(`^(\w+=\S+ )*(nice )?go test `), kind: check},
+	// etcdctl without --endpoints: a reference against the reader's own etcd.
+	{re: regexp.MustCompile(`^(kubectl|grpcurl|grpc-health-probe|curl|etcdctl) `), kind: external},
 }
 
 // knownBroken lists commands that do not run as written, in pages this
 // branch does not own; each is reported, and listing one that runs now
 // fails the test, so the list only shrinks.
-var knownBroken = map[string]string{
-	"docs/load-balancing.md: -bench Unary -benchtime 3s": "a fragment: no go test, no package",
-	"docs/load-balancing.md: -bench Tail -benchtime 3s":  "a fragment: no go test, no package",
-}
+var knownBroken = map[string]string{}
 
 // command is one command of a shell block: continuation lines joined, a
 // here-document included, the trailing comment cut.
@@ -179,9 +197,34 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 				continue
 			}
 			text := h.rewrite(plain, ports, etcdAddr) + r.bound
+			if r.kind == etcdctl {
+				if _, err := exec.LookPath("etcdctl"); err != nil {
+					if os.Getenv("CI") != "" {
+						t.Fatalf("%s:%d: etcdctl is not installed; .ci/run installs it (etcd-client)", c.file, c.line)
+					}
+					t.Logf("%s:%d: etcdctl not installed, not run: %s", c.file, c.line, c.text)
+					continue
+				}
+				r.kind = run
+			}
 			switch r.kind {
 			case external:
 				t.Logf("%s:%d: external tool, not run: %s", c.file, c.line, c.text)
+			case job:
+				t.Logf("%s:%d: job control, done by stopping the page's servers at its end: %s", c.file, c.line, c.text)
+			case setenv:
+				env = setEnv(env, text)
+				t.Logf("%s:%d: environment: %s", c.file, c.line, c.text)
+			case refused:
+				cmd := exec.CommandContext(ctx, "bash", "-c", text)
+				cmd.Dir, cmd.Env = cwd, env
+				out, err := cmd.CombinedOutput()
+				lines := strings.Count(strings.TrimSpace(string(out)), "\n") + 1
+				if err == nil || lines != 1 {
+					t.Errorf("%s:%d: %q: want a refusal in one line, have %v and %d lines:\n%s", c.file, c.line, c.text, err, lines, out)
+				} else {
+					t.Logf("%s:%d: refused as shown: %s", c.file, c.line, strings.TrimSpace(string(out)))
+				}
 			case check:
 				if errs := h.checkGoTest(c.text); len(errs) > 0 {
 					t.Errorf("%s:%d: %q: %v", c.file, c.line, c.text, errors.Join(errs...))
@@ -252,6 +295,20 @@ func (h *harness) rewrite(text string, ports map[string]string, etcdAddr string)
 	return text
 }
 
+// setEnv applies an export or unset line to env.
+func setEnv(env []string, line string) []string {
+	words := strings.Fields(line)
+	out := env
+	for _, w := range words[1:] {
+		name, _, _ := strings.Cut(w, "=")
+		out = slices.DeleteFunc(out, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+		if words[0] == "export" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 var portRE = regexp.MustCompile(`127\.0\.0\.1:\d+`)
 
 func classify(text string) (rule, bool) {
@@ -271,7 +328,7 @@ func (h *harness) checkGoTest(text string) []error {
 	if err != nil {
 		return []error{err}
 	}
-	for len(args) > 0 && strings.Contains(args[0], "=") && !strings.HasPrefix(args[0], "-") {
+	for len(args) > 0 && (args[0] == "nice" || strings.Contains(args[0], "=") && !strings.HasPrefix(args[0], "-")) {
 		args = args[1:]
 	}
 	if len(args) < 2 || args[0] != "go" || args[1] != "test" {
@@ -279,6 +336,7 @@ func (h *harness) checkGoTest(text string) []error {
 	}
 	args = args[2:]
 	flags := map[string]string{}
+
 	var pkgs []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
