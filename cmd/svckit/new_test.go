@@ -60,6 +60,16 @@ func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
 	if after, _ := os.ReadFile(pbFile); !bytes.Equal(before, after) {
 		t.Fatal("go generate changed the generated code")
 	}
+	// A bad flag: one line and exit 2, as every svckit command.
+	bin := filepath.Join(t.TempDir(), "greeter")
+	if err := goCmd(ctx, dir, "build", "-o", bin, "./cmd/greeter"); err != nil {
+		t.Fatal(err)
+	}
+	bad := exec.CommandContext(ctx, bin, "-x")
+	o, err := bad.CombinedOutput()
+	if want := "greeter: flag provided but not defined: -x (see -h)\n"; bad.ProcessState.ExitCode() != 2 || string(o) != want {
+		t.Errorf("greeter -x: exit %d (%v), output %q; want exit 2, %q", bad.ProcessState.ExitCode(), err, o, want)
+	}
 	runReadme(ctx, t, dir, "greeter")
 }
 

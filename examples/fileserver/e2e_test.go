@@ -287,3 +287,14 @@ func TestRefusalsCarryTheRightCode(t *testing.T) {
 		t.Errorf("inside the root: %v, want only the symlink", e)
 	}
 }
+
+// TestMainNamesAMissingRootOnce checks the one line a missing --root gives:
+// the flag and the directory once, then the cause.
+func TestMainNamesAMissingRootOnce(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "missing")
+	err := fileserver.Main([]string{"--root", root, "--etcd", "127.0.0.1:1"}, "test")
+	want := "--root " + root + ": no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("have %v, want %q", err, want)
+	}
+}

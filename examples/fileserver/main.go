@@ -55,7 +55,9 @@ func Main(args []string, version string) error {
 	defer tr.Shutdown(context.Background())
 
 	svc, err := NewDirService(*root, *maxSize)
-	if err != nil {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		return fmt.Errorf("--root %s: %w", *root, pe.Err) // one line, no prefix twice
+	} else if err != nil {
 		return fmt.Errorf("--root: %w", err)
 	}
 	defer svc.Close()

@@ -18,8 +18,17 @@ import (
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
 var version = "dev"
 
+// main exits 2 after a bad command line, printed on one line, and 1 after
+// any other error.
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	var usageErr *framework.UsageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usageErr):
+		fmt.Fprintf(os.Stderr, "greeter: %v (see -h)\n", err)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "greeter:", err)
 		os.Exit(1)
 	}
@@ -33,7 +42,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("greeter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
