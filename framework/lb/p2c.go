@@ -76,6 +76,6 @@ func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		return res, err
 	}
 	e.stats.picked.Store(now)
-	res.Done = startCall(e.stats, now, kindOf(info.FullMethodName), res.Done)
+	res.Done = startCall(e.stats, now, pickKind(info), res.Done)
 	return res, nil
 }

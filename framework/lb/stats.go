@@ -39,15 +39,22 @@ var epoch = time.Now()
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
 // endpointStats is what the balancer knows of one endpoint. It lives in the
-// balancer's EndpointMap, so it survives picker rebuilds.
+// balancer's EndpointMap, so it survives picker rebuilds. Picks read it
+// without a lock; observe serialises the writers of the estimate on mu.
 type endpointStats struct {
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 bits: latency estimate in ns; 0 until the first call ends
-	last     atomic.Int64  // nanotime of the last observation
 	picked   atomic.Int64  // nanotime of the last pick
 	calls    atomic.Int64
 	failures atomic.Int64
 	failing  atomic.Bool // the last call failed
+
+	mu   sync.Mutex // serialises observe
+	last int64      // nanotime of the last sample
+	// penalised says that ewma holds a failure penalty that no successful
+	// call has answered yet, and base what ewma was before it (0: cold).
+	penalised bool
+	base      float64
 }
 
 func newEndpointStats() *endpointStats { return &endpointStats{} }
@@ -74,34 +81,49 @@ func decay(x float64) float64 {
 // and not a stream. A slower sample replaces the estimate at once, a faster
 // one pulls it down with weight 1-e^(-Δt/τ), or replaces it when the
 // estimate is older than staleAfter.
-func (s *endpointStats) observe(now int64, rtt time.Duration, failed bool, kind callKind) {
+//
+// A stream that did not fail and got an answer from the endpoint (it ended
+// OK, or the caller ended it after a response) puts back the estimate the
+// endpoint had before a failure penalty that nothing has diluted since:
+// streams take no samples, so without this one failed stream would keep
+// an endpoint that serves only streams at failPenalty, and out of every
+// pick but the forced ones, for good.
+func (s *endpointStats) observe(now int64, rtt time.Duration, failed, answered bool, kind callKind) {
 	s.calls.Add(1)
 	s.failing.Store(failed)
 	if failed {
 		s.failures.Add(1)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := math.Float64frombits(s.ewma.Load())
 	switch {
-	case failed && kind == kindStream:
-		rtt = failPenalty
 	case failed:
-		rtt = max(rtt, failPenalty)
+		if !s.penalised {
+			s.penalised, s.base = true, prev
+		}
+		if kind == kindStream {
+			rtt = failPenalty
+		} else {
+			rtt = max(rtt, failPenalty)
+		}
 	case kind == kindStream:
+		if s.penalised && answered {
+			s.penalised = false
+			s.ewma.Store(math.Float64bits(s.base))
+		}
 		return
+	default:
+		s.penalised = false
 	}
 	v := float64(max(rtt, minLatency))
-	for {
-		old := s.ewma.Load()
-		prev := math.Float64frombits(old)
-		next := v
-		if idle := now - s.last.Load(); prev != 0 && v < prev && idle <= int64(staleAfter) {
-			w := decay(float64(idle) / float64(tau))
-			next = prev*w + v*(1-w)
-		}
-		if s.ewma.CompareAndSwap(old, math.Float64bits(next)) {
-			s.last.Store(now)
-			return
-		}
+	next := v
+	if idle := now - s.last; prev != 0 && v < prev && idle <= int64(staleAfter) {
+		w := decay(float64(idle) / float64(tau))
+		next = prev*w + v*(1-w)
 	}
+	s.ewma.Store(math.Float64bits(next))
+	s.last = now
 }
 
 // failed reports whether err says the endpoint, not the request, failed.
@@ -147,7 +169,7 @@ func startCall(s *endpointStats, now int64, kind callKind, child func(balancer.D
 
 func (c *call) finish(info balancer.DoneInfo) {
 	now := nanotime()
-	c.stats.observe(now, time.Duration(now-c.start), failed(info.Err), c.kind)
+	c.stats.observe(now, time.Duration(now-c.start), failed(info.Err), info.Err == nil || info.BytesReceived, c.kind)
 	c.stats.inflight.Add(-1)
 	child := c.child
 	c.stats, c.child = nil, nil

@@ -11,7 +11,17 @@
 // balancers, health checking and Dial's retry policy, as a thick client gets
 // them. Every call is forwarded as a bidirectional stream of raw frames, so
 // unary and all streaming kinds work for any method of any service with no
-// generated code, and messages are never decoded.
+// generated code, and messages are never decoded. As the proxy cannot tell
+// a long stream from a slow unary call, it marks each call with
+// lb.WithUnknownAsStream: p2c_ewma counts a call of a method that the
+// proxy's protobuf registry does not know as a stream (in flight while
+// open, its duration no latency sample), so a long download through the
+// proxy does not keep its instance out of the calls that follow.
+//
+// The proxy accepts at most 64 KiB of headers a call (method name and
+// metadata; grpc-go's default is 16 MiB); a larger call fails at the
+// client with codes.Internal. WithServerOption(grpc.MaxHeaderListSize(n))
+// changes it.
 //
 // The parts: a routing table fed by one resolver over the whole key prefix
 // (routes.go), a bounded cache of one *grpc.ClientConn per svckit service

@@ -25,12 +25,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 )
 
 // syncWait bounds how long a call waits for the first routing table, e.g.
 // while etcd is unreachable at start.
 const syncWait = 10 * time.Second
+
+// maxHeaderListSize bounds the headers of each call a client sends (method
+// name and metadata, uncompressed, as HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE
+// counts them), where grpc-go allows 16 MiB: a proxy faces callers it does
+// not know. 64 KiB is Envoy's default (60 KiB) rounded up, room for large
+// tokens; raise it with WithServerOption(grpc.MaxHeaderListSize(n)).
+const maxHeaderListSize = 64 << 10
 
 // Proxy forwards gRPC calls to the svckit services registered in etcd. Build
 // it with New and run it with Serve.
@@ -76,6 +84,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Proxy, error) {
 		grpc.MaxRecvMsgSize(o.maxMsgSize),
 		grpc.MaxSendMsgSize(o.maxMsgSize),
 		grpc.MaxConcurrentStreams(o.maxStreams),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 		// As the App: clients dialled like framework.Dial ping every 10s.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
@@ -219,13 +228,17 @@ var errBackendEnded = errors.New("proxy: backend ended the call")
 var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 
 // forward runs one call through cc: client messages up, backend headers,
-// messages and trailers down, the backend's status back as it is.
+// messages and trailers down, the backend's status back as it is. The call
+// is marked for the balancer as a stream unless this process's protobuf
+// registry says its method is unary: the proxy cannot tell a long stream
+// from a slow unary call, and a stream's duration taken as a latency sample
+// would keep its instance out of the picks that follow.
 func forward(ss grpc.ServerStream, cc *grpc.ClientConn, method string) error {
 	in := ss.Context()
 	md, _ := metadata.FromIncomingContext(in)
 	ctx, cancel := context.WithCancel(in)
 	defer cancel()
-	ctx = metadata.NewOutgoingContext(ctx, forwarded(md))
+	ctx = lb.WithUnknownAsStream(metadata.NewOutgoingContext(ctx, forwarded(md)))
 	copts := []grpc.CallOption{grpc.ForceCodecV2(codec{})}
 	if sub := contentSubtype(md); sub != "" {
 		copts = append(copts, grpc.CallContentSubtype(sub))
