@@ -87,8 +87,8 @@ func TestProxy(t *testing.T) {
 	_, addr := startCmd(t, append([]string{"proxy", "--listen", "127.0.0.1:0"}, f.etcdArgs...)...)
 	run := plain(addr, addr, nil)
 	// The client sees only the proxy, so the share of each instance is not
-	// measured here: the proxy balances with framework.Dial, whose share
-	// TestThickClient checks.
+	// measured here; framework/proxy's TestProxyLongStreamOfUnlinkedServiceDoesNotStarve
+	// counts it on the servers, for a streaming service the proxy does not link.
 	f.steady(t, run, 0)
 	f.rolling(t, run)
 }
