@@ -174,8 +174,8 @@ func (a *App) Name() string { return a.name }
 //
 // Once interrupted, the actor's execute and interrupt must return by the
 // stop's deadline (--shutdown-timeout plus the propagation delay after the
-// stop began, see Run) plus 100 ms, or 10 ms after its interrupt if that is
-// later (but at most 1 s past the deadline), cut short by a hard stop: the
+// stop began, see Run) plus 100 ms, or 100 ms after its interrupt if that
+// is later (but at most 1 s past the deadline), cut short by a hard stop: the
 // actors share the deadline with the drain before them. An actor that
 // overruns it is abandoned: its goroutines are left running, the shutdown
 // goes on, and Run's error names it with a *lifecycle.ActorError.
@@ -462,14 +462,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	return errors.Join(append([]error{runErr}, cleanups...)...)
 }
 
-// Margins past the stop's deadline. The actors added with Add have
-// actorGrace more, so that those interrupted when the drain used the whole
-// budget can still stop; an actor interrupted later still has lateGrace, as
-// one that stops at once must not be reported stuck. Nothing of the stop
-// waits past stopMargin, the trace flush included.
+// Margins past the stop's deadline. An actor added with Add has until
+// actorGrace after the deadline, or after its interrupt if that is later:
+// one interrupted when the drain or an actor before it used the whole budget
+// and that stops at once must not be reported stuck. Nothing of the stop
+// waits past stopMargin after the deadline, the trace flush included.
 const (
 	actorGrace = 100 * time.Millisecond
-	lateGrace  = 10 * time.Millisecond
 	stopMargin = time.Second
 )
 
@@ -510,8 +509,8 @@ func (g *group) Add(name string, execute func() error, interrupt func(error)) {
 }
 
 // bound returns act's funcs such that, once interrupted, they return by the
-// clock's deadline plus actorGrace (or lateGrace after the interrupt, but
-// never past stopMargin), or when hard closes, whichever is first.
+// clock's deadline or the interrupt, whichever is later, plus actorGrace (but
+// never past stopMargin after the deadline), or when hard closes.
 // If act's own funcs have not both returned by then, they are abandoned,
 // stuck is called with an error naming act (and timeout, the configured
 // shutdown timeout), and the returned execute returns nil: run.Group keeps
@@ -540,7 +539,7 @@ func bound(act actor, clock *stopClock, timeout time.Duration, hard <-chan struc
 			close(interrupted)
 		}()
 		end := clock.deadline().Add(actorGrace)
-		if late := time.Now().Add(lateGrace); late.After(end) {
+		if late := time.Now().Add(actorGrace); late.After(end) {
 			end = earlier(late, clock.deadline().Add(stopMargin))
 		}
 		t := time.NewTimer(time.Until(end))
