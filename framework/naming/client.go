@@ -183,8 +183,8 @@ func Ping(ctx context.Context, cli *clientv3.Client) error {
 	} else if refusedHandshake(err) && refusesCertless(eps[0]) {
 		// A client without a certificate that etcd requires sees the alert
 		// that says so, or, done with its side of a TLS 1.3 handshake and
-		// writing when etcd closes, only a broken pipe: say why.
-		// The alert "certificate required" means none was sent.
+		// writing when etcd closes, only a broken pipe: say why. The alert
+		// "certificate required" means that none was sent.
 		why := "a TLS client certificate that it trusts"
 		if strings.Contains(err.Error(), "certificate required") {
 			why = "a TLS client certificate and none is configured"

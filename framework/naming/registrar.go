@@ -128,7 +128,7 @@ type Registrar struct {
 	stopping    bool               // Deregister was called
 	lease       clientv3.LeaseID   // lease of the record, 0 when none
 	stale       clientv3.LeaseID   // a lost lease not yet revoked, 0 when none
-	granted     []clientv3.LeaseID // leases of failed puts that may hold the record, not yet revoked
+	granted     []clientv3.LeaseID // leases of a put in progress or failed that may hold the record, not yet revoked
 	rev         int64              // revision of the last put of the record
 	cancel      context.CancelFunc // stops keep
 	done        chan struct{}      // closed by keep, or by Deregister if keep never ran
@@ -208,8 +208,10 @@ var errStopped = errors.New("registrar stopped by Deregister")
 // it in the background until Deregister. It returns an error, and does
 // nothing, if another Register is in progress or has succeeded, or if
 // Deregister has been called; a Deregister during Register makes it fail and
-// leaves nothing behind. After any other error nothing was left registered
-// and Register may be called again.
+// leaves nothing behind. After any other error Register may be called
+// again, and nothing was left registered, unless a put that failed here was
+// applied all the same and its lease could not be revoked within a second:
+// Deregister revokes that lease too.
 func (r *Registrar) Register(ctx context.Context) error {
 	r.mu.Lock()
 	switch {
