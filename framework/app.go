@@ -172,10 +172,13 @@ func (a *App) Name() string { return a.name }
 // Add adds an actor that runs beside the server and is interrupted after
 // the gRPC server has stopped, in the order added. Call it before Run.
 //
-// Once interrupted, the actor has the shutdown timeout (--shutdown-timeout)
-// for its execute and its interrupt to return, cut short by a hard stop. An
-// actor that overruns it is abandoned: its goroutines are left running, the
-// shutdown goes on, and Run's error names it with a *lifecycle.ActorError.
+// Once interrupted, the actor's execute and interrupt must return by the
+// stop's deadline (--shutdown-timeout plus the propagation delay after the
+// stop began, see Run) plus 100 ms, or 100 ms after its interrupt if that
+// is later (but at most 1 s past the deadline), cut short by a hard stop: the
+// actors share the deadline with the drain before them. An actor that
+// overruns it is abandoned: its goroutines are left running, the shutdown
+// goes on, and Run's error names it with a *lifecycle.ActorError.
 func (a *App) Add(name string, execute func() error, interrupt func(error)) {
 	a.actors = append(a.actors, actor{name, execute, interrupt})
 }
@@ -246,6 +249,16 @@ func (a *App) registrar() Registrar {
 // in order (see the package doc). It returns nil after a clean stop by
 // signal or context, and otherwise the first failure, naming the part,
 // joined with any failed cleanup. Run may be called once.
+//
+// The whole stop has one deadline, set when it begins: the shutdown
+// timeout (--shutdown-timeout) plus the propagation delay. Deregistration
+// and the propagation delay, the gRPC drain, the admin server's shutdown
+// and the actors added with Add all end by it (the actors with a margin, see
+// Add); what is still running then is closed without waiting or abandoned.
+// The trace flush, with a tracer provider that has ForceFlush, may go on
+// for up to 1 s past it. So Run returns at most the shutdown timeout plus
+// the propagation delay plus 1 s after the stop began, or at once after a
+// second signal.
 func (a *App) Run(ctx context.Context) (err error) {
 	a.mu.Lock()
 	if a.ran {
@@ -313,7 +326,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 
-	var g lifecycle.Group
+	// clock is the one deadline of the stop, started by its first interrupt
+	// (or by the registrar when the etcd client closes): every wait of the
+	// stop ends by it.
+	clock := &stopClock{budget: a.cfg.ShutdownTimeout + a.opts.propagationDelay}
+	var g group
+	g.clock = clock
 	if a.opts.signals {
 		h := lifecycle.NewSignalHandler()
 		defer h.Stop()
@@ -366,7 +384,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		case <-reg.Done():
 			lost = errors.New("registrar stopped: etcd client closed")
 		}
-		dctx, cancel := context.WithTimeout(hard, a.cfg.ShutdownTimeout)
+		// The deregistration leaves the propagation delay of the budget.
+		end := clock.deadline()
+		dctx, cancel := context.WithDeadline(hard, end.Add(-a.opts.propagationDelay))
 		if err := reg.Deregister(dctx); err != nil {
 			cleanups = append(cleanups, fmt.Errorf("deregister: %w", err))
 		}
@@ -374,7 +394,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if lost != nil {
 			return lost
 		}
-		t := time.NewTimer(a.opts.propagationDelay)
+		t := time.NewTimer(min(a.opts.propagationDelay, time.Until(end)))
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -388,13 +408,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}, func(error) {
 		done := make(chan struct{})
 		go func() { a.grpc.GracefulStop(); close(done) }()
-		t := time.NewTimer(a.cfg.ShutdownTimeout)
+		t := time.NewTimer(time.Until(clock.deadline()))
 		defer t.Stop()
 		select {
 		case <-done:
 			return
 		case <-t.C:
-			a.log.Warn("graceful stop timed out; closing connections", "timeout", a.cfg.ShutdownTimeout)
+			a.log.Warn("graceful stop ran out of the shutdown timeout; closing connections", "timeout", a.cfg.ShutdownTimeout)
 		case <-hard.Done():
 		}
 		a.grpc.Stop()
@@ -409,7 +429,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			}
 			return nil
 		}, func(error) {
-			sctx, cancel := context.WithTimeout(hard, 2*time.Second)
+			sctx, cancel := context.WithDeadline(hard, earlier(time.Now().Add(2*time.Second), clock.deadline()))
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
 				_ = srv.Close()
@@ -418,7 +438,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	var stuckMu sync.Mutex
 	for _, act := range a.actors {
-		execute, interrupt := bound(act, a.cfg.ShutdownTimeout, hard.Done(), func(err error) {
+		execute, interrupt := bound(act, clock, a.cfg.ShutdownTimeout, hard.Done(), func(err error) {
 			a.log.Error("actor did not stop; abandoned", "actor", act.name, "err", err)
 			stuckMu.Lock()
 			cleanups = append(cleanups, err)
@@ -429,7 +449,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	runErr := g.Run()
 	if f, ok := a.opts.tracerProvider.(interface{ ForceFlush(context.Context) error }); ok && f != nil {
-		fctx, cancel := context.WithTimeout(hard, 5*time.Second)
+		fctx, cancel := context.WithDeadline(hard, earlier(time.Now().Add(5*time.Second), clock.deadline().Add(stopMargin)))
 		if err := f.ForceFlush(fctx); err != nil {
 			cleanups = append(cleanups, fmt.Errorf("flush traces: %w", err))
 		}
@@ -442,12 +462,61 @@ func (a *App) Run(ctx context.Context) (err error) {
 	return errors.Join(append([]error{runErr}, cleanups...)...)
 }
 
-// bound returns act's funcs such that, once interrupted, they return within d
-// or when hard closes, whichever is first. If act's own funcs have not both
-// returned by then, they are abandoned, stuck is called with an error naming
-// act, and the returned execute returns nil: run.Group keeps only the error
-// of the first actor to return, so the caller collects stuck's.
-func bound(act actor, d time.Duration, hard <-chan struct{}, stuck func(error)) (execute func() error, interrupt func(error)) {
+// Margins past the stop's deadline. An actor added with Add has until
+// actorGrace after the deadline, or after its interrupt if that is later:
+// one interrupted when the drain or an actor before it used the whole budget
+// and that stops at once must not be reported stuck. Nothing of the stop
+// waits past stopMargin after the deadline, the trace flush included.
+const (
+	actorGrace = 100 * time.Millisecond
+	stopMargin = time.Second
+)
+
+// stopClock is the deadline of a stop: budget after the first call of
+// deadline.
+type stopClock struct {
+	budget time.Duration
+	once   sync.Once
+	at     time.Time
+}
+
+// deadline returns the stop's deadline, setting it on the first call.
+func (c *stopClock) deadline() time.Time {
+	c.once.Do(func() { c.at = time.Now().Add(c.budget) })
+	return c.at
+}
+
+// earlier returns the earlier of a and b.
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// group is a lifecycle.Group whose stop starts clock at its first interrupt.
+type group struct {
+	lifecycle.Group
+	clock *stopClock
+}
+
+// Add adds an actor whose interrupt first starts the stop's clock.
+func (g *group) Add(name string, execute func() error, interrupt func(error)) {
+	g.Group.Add(name, execute, func(err error) {
+		g.clock.deadline()
+		interrupt(err)
+	})
+}
+
+// bound returns act's funcs such that, once interrupted, they return by the
+// clock's deadline or the interrupt, whichever is later, plus actorGrace (but
+// never past stopMargin after the deadline), or when hard closes.
+// If act's own funcs have not both returned by then, they are abandoned,
+// stuck is called with an error naming act (and timeout, the configured
+// shutdown timeout), and the returned execute returns nil: run.Group keeps
+// only the error of the first actor to return, so the caller collects
+// stuck's.
+func bound(act actor, clock *stopClock, timeout time.Duration, hard <-chan struct{}, stuck func(error)) (execute func() error, interrupt func(error)) {
 	returned := make(chan struct{}) // act.execute returned
 	abandoned := make(chan struct{})
 	var err error
@@ -469,7 +538,11 @@ func bound(act actor, d time.Duration, hard <-chan struct{}, stuck func(error)) 
 			act.interrupt(cause)
 			close(interrupted)
 		}()
-		t := time.NewTimer(d)
+		end := clock.deadline().Add(actorGrace)
+		if late := time.Now().Add(actorGrace); late.After(end) {
+			end = earlier(late, clock.deadline().Add(stopMargin))
+		}
+		t := time.NewTimer(time.Until(end))
 		defer t.Stop()
 		for ret, intr := returned, interrupted; ret != nil || intr != nil; {
 			select {
@@ -478,7 +551,7 @@ func bound(act actor, d time.Duration, hard <-chan struct{}, stuck func(error)) 
 			case <-intr:
 				intr = nil
 			case <-t.C:
-				stuck(&lifecycle.ActorError{Actor: act.name, Err: fmt.Errorf("did not stop within %s (--shutdown-timeout)", d)})
+				stuck(&lifecycle.ActorError{Actor: act.name, Err: fmt.Errorf("did not stop by the shutdown deadline (--shutdown-timeout %s)", timeout)})
 				close(abandoned)
 				return
 			case <-hard:

@@ -141,7 +141,7 @@ func TestStuckActorDoesNotKeepTheProcessAlive(t *testing.T) {
 	if code := p.wait(t, 20*time.Second); code != 1 {
 		t.Fatalf("exit code: have %d, want 1", code)
 	}
-	if line, want := lastLine(p.Output()), "testserver: stuck: did not stop within 1s (--shutdown-timeout)"; line != want {
+	if line, want := lastLine(p.Output()), "testserver: stuck: did not stop by the shutdown deadline (--shutdown-timeout 1s)"; line != want {
 		t.Fatalf("last line: have %q, want %q", line, want)
 	}
 	t.Logf("SIGTERM → exit 1 in %s with a stuck actor (propagation delay 300ms, shutdown timeout 1s)", time.Since(start).Round(time.Millisecond))

@@ -19,6 +19,7 @@ import (
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/testsvc"
 )
 
 // probeRegistrar wraps the etcd registrar and, at the moment the App
@@ -212,7 +213,7 @@ func TestStuckActorIsAbandonedAfterShutdownTimeout(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Actor != "stuck" {
 		t.Fatalf("Run: have %v, want an *lifecycle.ActorError naming stuck", err)
 	}
-	if have, want := err.Error(), "stuck: did not stop within 500ms (--shutdown-timeout)"; have != want {
+	if have, want := err.Error(), "stuck: did not stop by the shutdown deadline (--shutdown-timeout 500ms)"; have != want {
 		t.Fatalf("Run: have %q, want %q", have, want)
 	}
 	select {
@@ -227,6 +228,84 @@ func TestStuckActorIsAbandonedAfterShutdownTimeout(t *testing.T) {
 		t.Errorf("%d records left", n)
 	}
 	t.Logf("Run returned %s after cancel with a stuck actor (shutdown timeout 500ms)", took.Round(time.Millisecond))
+}
+
+// The whole stop has one deadline, --shutdown-timeout after it begins
+// plus the propagation delay: a drain held up by a call that never ends
+// and two stuck actors share it, rather than taking a timeout each, and
+// Run returns within the documented bound, that deadline plus 1 s.
+func TestShutdownTimeoutBoundsTheWholeStop(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	cfg.ShutdownTimeout = 2 * time.Second
+	const delay = 300 * time.Millisecond
+	inCall := make(chan struct{}, 1)
+	app, err := framework.New("bounded", framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(delay),
+		framework.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			inCall <- struct{}{}
+			return h(ctx, req)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	release := make(chan struct{}) // ends the stuck actors' goroutines after the test, for goleak
+	t.Cleanup(func() { close(release) })
+	for _, name := range []string{"stuck1", "stuck2"} {
+		app.Add(name, func() error { <-release; return nil }, func(error) { <-release })
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started within 20s")
+	}
+	cc, err := grpc.NewClient(app.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	call := make(chan error, 1)
+	go func() { call <- testsvc.Sleep(context.Background(), cc, time.Minute) }()
+	select {
+	case <-inCall:
+	case err := <-call:
+		t.Fatalf("call ended before the stop: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("call not in the server within 10s")
+	}
+
+	start := time.Now()
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run still running 30s after cancel")
+	}
+	took := time.Since(start)
+	t.Logf("Run returned %s after cancel (shutdown timeout 2s, propagation delay 300ms, a call that never ends, two stuck actors): %v",
+		took.Round(time.Millisecond), err)
+	var ae *lifecycle.ActorError
+	if !errors.As(err, &ae) || !strings.Contains(err.Error(), "stuck1: ") || !strings.Contains(err.Error(), "stuck2: ") {
+		t.Errorf("Run: have %v, want an *lifecycle.ActorError for each stuck actor", err)
+	}
+	if bound := cfg.ShutdownTimeout + delay + time.Second; took < cfg.ShutdownTimeout || took > bound {
+		t.Errorf("Run returned %s after cancel, want between the shutdown timeout %s and %s", took, cfg.ShutdownTimeout, bound)
+	}
+	if err := <-call; err == nil {
+		t.Error("the call that never ends: have nil error, want it cut by the stop")
+	}
+	if n := etcdtest.Count(t, cli, "services/bounded/"); n != 0 {
+		t.Errorf("%d records left", n)
+	}
 }
 
 // getReadyz returns the status and body of the App's /readyz.

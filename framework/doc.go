@@ -8,9 +8,11 @@
 // waits for a signal, the context, or a failing part. It then stops in this
 // order: readiness and health turn NOT_SERVING; the etcd record is deleted
 // and its lease revoked; a propagation delay lets clients drop the instance;
-// the gRPC server stops gracefully within the shutdown timeout, then hard;
-// the admin server and user actors stop; telemetry is flushed and the etcd
-// client closed. A second signal cuts every wait short.
+// the gRPC server stops gracefully, then hard; the admin server and user
+// actors stop; telemetry is flushed and the etcd client closed. The whole
+// stop has one deadline, the shutdown timeout plus the propagation delay
+// after it began, and Run returns at most 1 s after it (see App.Run). A
+// second signal cuts every wait short.
 //
 // Each default is a plug: the registrar (WithRegistrar), interceptors, the
 // tracer provider and the logger are options; more actors join with Add.

@@ -21,8 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-var errNoClientCert = errors.New("etcd requires a TLS client certificate and none is configured")
-
 // ClientConfig says how to reach etcd. Password is never logged.
 type ClientConfig struct {
 	// Endpoints are etcd client addresses (host:port or URLs). Required.
@@ -34,8 +32,10 @@ type ClientConfig struct {
 	Password string
 	// TLS, when set, is used for every connection to etcd, also to
 	// host:port endpoints (http:// ones drop it, https:// ones use the
-	// system roots without it). Without a client certificate, a handshake
-	// with an etcd that requires one fails naming the cause.
+	// system roots without it). Without a client certificate the client
+	// sends none, also when etcd or a TLS proxy in front of it asks for one
+	// it does not require; when etcd refuses the handshake for want of
+	// one, Ping's error says so.
 	TLS *tls.Config
 	// Logger receives the etcd client's warnings and errors. Default
 	// slog.Default().
@@ -72,16 +72,6 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetClientCertificate == nil {
-		// etcd asks for a client certificate only when it requires one.
-		// Fail the handshake naming the cause, rather than let etcd close
-		// the connection with an alert that the client, done with its side
-		// of a TLS 1.3 handshake, may never read ("broken pipe").
-		c.TLS = c.TLS.Clone()
-		c.TLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return nil, errNoClientCert
-		}
 	}
 	if ep, ok := passwordInClear(c); ok {
 		c.Logger.Warn("etcd password sent in plaintext: use TLS to etcd (--etcd-ca or https://)", "endpoint", ep, "user", c.Username)
@@ -187,8 +177,19 @@ func Ping(ctx context.Context, cli *clientv3.Client) error {
 	}
 	// A plaintext client of a TLS-only etcd sees only a connection that
 	// closes ("error reading server preface: EOF"): say why.
-	if eps := cli.Endpoints(); strings.Contains(err.Error(), "server preface") && !strings.HasPrefix(eps[0], "https://") && speaksTLS(eps[0]) {
+	eps := cli.Endpoints()
+	if strings.Contains(err.Error(), "server preface") && !strings.HasPrefix(eps[0], "https://") && speaksTLS(eps[0]) {
 		err = fmt.Errorf("%w (etcd at %s speaks TLS, this client does not)", err, eps[0])
+	} else if refusedHandshake(err) && refusesCertless(eps[0]) {
+		// A client without a certificate that etcd requires sees the alert
+		// that says so, or, done with its side of a TLS 1.3 handshake and
+		// writing when etcd closes, only a broken pipe: say why. The alert
+		// "certificate required" means that none was sent.
+		why := "a TLS client certificate that it trusts"
+		if strings.Contains(err.Error(), "certificate required") {
+			why = "a TLS client certificate and none is configured"
+		}
+		err = fmt.Errorf("%w (etcd at %s requires %s: --etcd-cert, --etcd-key)", err, eps[0], why)
 	}
 	return fmt.Errorf("naming: etcd %v: %w", cli.Endpoints(), err)
 }
@@ -210,6 +211,59 @@ func speaksTLS(ep string) bool {
 	}
 	_ = conn.Close()
 	return true
+}
+
+// refusedHandshake reports whether err looks like a TLS handshake that the
+// server refused: an alert about the client's certificate, or a connection
+// that the server closed while the client wrote.
+func refusedHandshake(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"certificate required", "bad certificate", "broken pipe", "connection reset", "EOF"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusesCertless reports whether ep (host:port or https://host:port)
+// asks a TLS client for a certificate and refuses a client that sends
+// none, within a second. It verifies nothing and sends no data: it only
+// tells why a handshake failed.
+func refusesCertless(ep string) bool {
+	if _, rest, found := strings.Cut(ep, "://"); found {
+		ep = rest
+	}
+	asked := false
+	cfg := &tls.Config{
+		InsecureSkipVerify: true, // a probe: no data is sent
+		NextProtos:         []string{"h2"},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked = true
+			return &tls.Certificate{}, nil // send none
+		},
+	}
+	d := &net.Dialer{Timeout: time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", ep, cfg)
+	if err != nil {
+		return certAlert(err) // TLS 1.2: refused within the handshake
+	}
+	defer conn.Close()
+	if !asked {
+		return false
+	}
+	// TLS 1.3: the server refuses after the client's last handshake
+	// message, with an alert that the next read returns.
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	return err != nil && certAlert(err)
+}
+
+// certAlert reports whether err is a TLS alert about the client's
+// certificate.
+func certAlert(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate")
 }
 
 // ZapLogger returns a zap logger that writes warnings and errors to l, for

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -127,6 +128,7 @@ type Registrar struct {
 	stopping    bool               // Deregister was called
 	lease       clientv3.LeaseID   // lease of the record, 0 when none
 	stale       clientv3.LeaseID   // a lost lease not yet revoked, 0 when none
+	granted     []clientv3.LeaseID // leases of a put in progress or failed that may hold the record, not yet revoked
 	rev         int64              // revision of the last put of the record
 	cancel      context.CancelFunc // stops keep
 	done        chan struct{}      // closed by keep, or by Deregister if keep never ran
@@ -206,8 +208,10 @@ var errStopped = errors.New("registrar stopped by Deregister")
 // it in the background until Deregister. It returns an error, and does
 // nothing, if another Register is in progress or has succeeded, or if
 // Deregister has been called; a Deregister during Register makes it fail and
-// leaves nothing behind. After any other error nothing was left registered
-// and Register may be called again.
+// leaves nothing behind. After any other error Register may be called
+// again, and nothing was left registered, unless a put that failed here was
+// applied all the same and its lease could not be revoked within a second:
+// Deregister revokes that lease too.
 func (r *Registrar) Register(ctx context.Context) error {
 	r.mu.Lock()
 	switch {
@@ -247,21 +251,35 @@ func (r *Registrar) Register(ctx context.Context) error {
 }
 
 // put grants a new lease and puts the record under it. On failure it revokes
-// the new lease so that nothing is left behind.
+// the new lease so that nothing is left behind; a put that failed here may
+// still have been applied (its context ended, or its reply was lost, after
+// etcd took it), so until that revoke succeeds the lease stays in r.granted
+// for Deregister to revoke.
 func (r *Registrar) put(ctx context.Context) error {
 	g, err := r.cli.Grant(ctx, r.ttl)
 	if err != nil {
 		return fmt.Errorf("naming: grant lease for %s: %w", r.key, err)
 	}
+	r.mu.Lock()
+	r.granted = append(r.granted, g.ID)
+	r.mu.Unlock()
 	resp, err := r.cli.Put(ctx, r.key, r.value, clientv3.WithLease(g.ID))
 	if err != nil {
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, _ = r.cli.Revoke(rctx, g.ID)
+		_, rerr := r.cli.Revoke(rctx, g.ID)
 		cancel()
+		if rerr == nil || errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
+			r.mu.Lock()
+			r.granted = slices.DeleteFunc(r.granted, func(id clientv3.LeaseID) bool { return id == g.ID })
+			r.mu.Unlock()
+		}
 		return fmt.Errorf("naming: put %s: %w", r.key, err)
 	}
 	now := time.Now()
 	r.mu.Lock()
+	// The record is under g.ID now: the leases of earlier failed puts no
+	// longer hold it.
+	r.granted = r.granted[:0]
 	r.lease = g.ID
 	r.rev = resp.Header.Revision
 	r.status.State = StateRegistered
@@ -407,7 +425,9 @@ func (r *Registrar) hold(ctx context.Context) string {
 
 // Deregister stops the registrar for good: it cancels a Register in
 // progress and waits for it, stops keeping the record, and revokes the lease,
-// which deletes the key if it is still this registrar's. The revoke is
+// which deletes the key if it is still this registrar's, and any lease of a
+// put that failed but may have been applied (a Register cancelled by this
+// Deregister after etcd took its put) whose own revoke failed. The revoke is
 // bounded by ctx, or by the stop timeout if ctx has no deadline. Concurrent
 // and later calls wait for the first to finish (or for their ctx to end) and
 // return its result, so that when any call returns nil no record is left.
@@ -448,8 +468,8 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 		defer c()
 	}
 	r.mu.Lock()
-	leases := []clientv3.LeaseID{r.lease, r.stale}
-	r.lease, r.stale = 0, 0
+	leases := append([]clientv3.LeaseID{r.lease, r.stale}, r.granted...)
+	r.lease, r.stale, r.granted = 0, 0, nil
 	r.status.State = StateStopped
 	r.status.LeaseID = 0
 	r.mu.Unlock()

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
@@ -339,4 +342,77 @@ func TestConcurrentRegisterAndDeregisterLeaveNoRecord(t *testing.T) {
 	}
 	t.Logf("Register alone took %s", took.Round(time.Microsecond))
 	t.Logf("%d rounds: %d registered then deregistered, %d with every Register cut short or refused", rounds, registered, cutShort)
+}
+
+// A Deregister that cancels a Register whose put etcd applied but whose
+// reply the Register never saw revokes that lease itself: when it returns
+// nil, no record is left, even when the Register's own revoke of the lease
+// failed. A client-side interceptor holds the put's reply until the
+// Register is cancelled and makes that first revoke time out; etcd and
+// gRPC are real.
+func TestDeregisterRevokesTheLeaseOfAnAppliedButCancelledPut(t *testing.T) {
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	var (
+		holdPut, failRevoke atomic.Bool
+		putApplied          = make(chan struct{})
+	)
+	holdPut.Store(true)
+	failRevoke.Store(true)
+	faults := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		switch {
+		case method == "/etcdserverpb.KV/Put" && holdPut.CompareAndSwap(true, false):
+			if err := invoke(ctx, method, req, reply, cc, opts...); err != nil {
+				return err
+			}
+			close(putApplied)
+			<-ctx.Done() // the reply is lost: the caller sees its context end
+			return status.FromContextError(ctx.Err()).Err()
+		case method == "/etcdserverpb.Lease/LeaseRevoke" && failRevoke.CompareAndSwap(true, false):
+			<-ctx.Done() // the Register's own revoke times out
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(faults)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	l, _ := newLogger(t)
+	r, err := naming.NewRegistrar(cli, naming.Instance{Service: "cut", Addr: "127.0.0.1:7001"},
+		naming.WithTTL(time.Minute), naming.WithLogger(l)) // a long TTL: a record left stays for the check
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	regErr := make(chan error, 1)
+	go func() { regErr <- r.Register(ctx) }()
+	select {
+	case <-putApplied:
+	case err := <-regErr:
+		t.Fatalf("Register returned before its put was applied: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the put was not applied within 20s")
+	}
+	if n := etcdtest.Count(t, admin, "services/cut/"); n != 1 {
+		t.Fatalf("after the put was applied: %d records, want 1", n)
+	}
+	derr := r.Deregister(ctx)
+	if err := <-regErr; err == nil {
+		t.Fatal("Register cancelled by Deregister: have nil error")
+	}
+	if failRevoke.Load() {
+		t.Fatal("the Register's own revoke was never tried: the window was not reached")
+	}
+	n := etcdtest.Count(t, admin, "services/cut/")
+	t.Logf("Deregister: %v; records left: %d", derr, n)
+	if derr == nil && n != 0 {
+		t.Fatalf("Deregister returned nil with %d record(s) left", n)
+	}
+	if derr != nil {
+		t.Fatalf("Deregister: %v, want nil: etcd is reachable", derr)
+	}
 }
