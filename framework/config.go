@@ -42,8 +42,9 @@ type Config struct {
 	// Admin is the admin HTTP address; empty means off. --admin,
 	// SVCKIT_ADMIN.
 	Admin string
-	// ShutdownTimeout bounds the graceful stop. --shutdown-timeout,
-	// SVCKIT_SHUTDOWN_TIMEOUT.
+	// ShutdownTimeout bounds the whole stop: deregistration, drain and the
+	// App.Add actors share one deadline, this plus the propagation delay
+	// from the stop's start. --shutdown-timeout, SVCKIT_SHUTDOWN_TIMEOUT.
 	ShutdownTimeout time.Duration
 	// Prefix is the etcd key prefix. --prefix, SVCKIT_PREFIX.
 	Prefix string
@@ -105,7 +106,7 @@ var settings = []setting{
 	{"admin", "SVCKIT_ADMIN", "admin HTTP address for /metrics, /healthz, /readyz, /debug/pprof (default: off)", false,
 		func(c *Config) string { return c.Admin },
 		func(c *Config, v string) error { c.Admin = v; return nil }},
-	{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the graceful stop", false,
+	{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the whole stop (deregistration, drain, actors), after the propagation delay", false,
 		func(c *Config) string { return c.ShutdownTimeout.String() },
 		func(c *Config, v string) error { return parseDuration(v, &c.ShutdownTimeout) }},
 	{"prefix", "SVCKIT_PREFIX", "etcd key prefix", true,
