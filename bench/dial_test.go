@@ -345,7 +345,7 @@ func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) 
 	// Warm up with the same 32 callers until every instance has had an
 	// attempt, so that all three are connected and known to the policy;
 	// failures of the failing instance are expected here. (A single
-	// sequential caller is not enough for p2c_ewma: see doc.go.)
+	// sequential caller is not enough for svckit_p2c_ewma: see doc.go.)
 	warmTail(b, cc, func() bool { return hits[0].Load() > 0 && hits[1].Load() > 0 && hits[2].Load() > 0 },
 		func() string {
 			return fmt.Sprintf("attempts %d, %d, %d", hits[0].Load(), hits[1].Load(), hits[2].Load())

@@ -63,17 +63,18 @@
 // (and grpc-go's round_robin for comparison) through grpc-go's public
 // balancer API, without a channel:
 //
-//   - BenchmarkPick/{p2c_ewma,svckit_weighted_round_robin,random,
-//     consistent_hash,round_robin}/{3,100,1000}: a harness implementing
-//     balancer.ClientConn builds the policy from its registered builder
-//     (config from its ParseConfig), hands it N endpoints with
-//     "svckit.weight" 1, 2, 3 in turn, and moves each SubConn it creates
-//     (fakes that never dial) through CONNECTING to READY, and healthy
-//     through the health listener pickfirst registers, as a channel would.
-//     Once the published picker is the policy's own and reaches all N
-//     endpoints, timed is one Pick and, if the result has one, its Done, as
-//     p2c_ewma's per-call bookkeeping happens there; consistent_hash picks
-//     with lb.WithHashKey over 4096 keys. Reports ns/op and allocs/op, and
+//   - BenchmarkPick/{svckit_p2c_ewma,svckit_weighted_round_robin,
+//     svckit_random,svckit_consistent_hash,round_robin}/{3,100,1000}: a
+//     harness implementing balancer.ClientConn builds the policy from its
+//     registered builder (config from its ParseConfig), hands it N
+//     endpoints with "svckit.weight" 1, 2, 3 in turn, and moves each
+//     SubConn it creates (fakes that never dial) through CONNECTING to
+//     READY, and healthy through the health listener pickfirst registers,
+//     as a channel would. Once the published picker is the policy's own and
+//     reaches all N endpoints, timed is one Pick and, if the result has
+//     one, its Done, as svckit_p2c_ewma's per-call bookkeeping happens
+//     there; svckit_consistent_hash picks with lb.WithHashKey over 4096
+//     keys. Reports ns/op and allocs/op, and
 //     ms-ramp: the untimed time from the first SubConn's READY to the last
 //     picker, that is N picker rebuilds (every state change of an endpoint
 //     rebuilds the policy's picker over all ready endpoints).
@@ -98,7 +99,7 @@
 //     Reports rps, and us-p50 and us-p99: the latency of calls in
 //     microseconds.
 //
-//   - BenchmarkTail/{p2c_ewma,round_robin}/{slow,failing}: three
+//   - BenchmarkTail/{svckit_p2c_ewma,round_robin}/{slow,failing}: three
 //     framework.Apps of one service and 32 concurrent callers through
 //     framework.Dial with the policy, the test service marked idempotent
 //     (retried on UNAVAILABLE, 3 attempts). One App is bad: in slow, a
@@ -109,7 +110,7 @@
 //     attempts, counted on the servers, that the bad instance got),
 //     %-errors and attempts/call (failing only), rps, and ms-p50 and ms-p99
 //     of calls. The warm-up is concurrent on purpose: with one sequential
-//     caller, p2c_ewma can starve a healthy instance that became ready
+//     caller, svckit_p2c_ewma can starve a healthy instance that became ready
 //     after the failing one failed its first call, because a cold endpoint
 //     is priced at the mean of the warm estimates when the picker is built
 //     (here the failing one's 250ms penalty), and that price stays fixed

@@ -208,7 +208,8 @@ func newPickSetup(b *testing.B, policy string, n int) *pickSetup {
 }
 
 // checkCoverage fails b unless picker reaches all n SubConns within a
-// bounded number of picks (a fresh hash key each pick for consistent_hash).
+// bounded number of picks (a fresh hash key each pick for
+// svckit_consistent_hash).
 func checkCoverage(b *testing.B, policy string, picker balancer.Picker, n int) {
 	b.Helper()
 	seen := make(map[balancer.SubConn]bool, n)
@@ -259,8 +260,8 @@ func BenchmarkPick(b *testing.B) {
 	}
 }
 
-// hashKeys is how many distinct keys the consistent_hash benchmark cycles
-// through (a power of two).
+// hashKeys is how many distinct keys the svckit_consistent_hash benchmark
+// cycles through (a power of two).
 const hashKeys = 4096
 
 func benchPick(b *testing.B, policy string, s *pickSetup) {

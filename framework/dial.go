@@ -67,7 +67,9 @@ func WithDialEtcdClient(cli *clientv3.Client) DialOption {
 func WithPrefix(p string) DialOption { return func(o *dialOptions) { o.prefix = p } }
 
 // WithBalancer sets the load-balancing policy by its registered name;
-// default lb.P2CEWMA.
+// default lb.P2CEWMA. The names svckit's policies had before the "svckit_"
+// prefix (p2c_ewma, random, consistent_hash) are read as the prefixed ones,
+// with a warning from Dial: see lb.Canonical.
 func WithBalancer(name string) DialOption { return func(o *dialOptions) { o.balancer = name } }
 
 // WithDialTimeout bounds how long Dial waits for a ready instance; default
@@ -117,7 +119,7 @@ func WithDialLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o
 
 // Dial returns a connection to the instances of service registered in etcd:
 // resolved by the svckit resolver on etcd:///<prefix><service>, balanced by
-// p2c_ewma, health-checked, retried on UNAVAILABLE where safe, traced with
+// lb.P2CEWMA, health-checked, retried on UNAVAILABLE where safe, traced with
 // OpenTelemetry, and kept alive with pings the App accepts. Unless
 // WithoutWait, it waits up to the dial timeout for a ready instance and
 // otherwise fails with codes.Unavailable naming the service.
@@ -134,6 +136,10 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 	}
 	if err := naming.ValidateService(service); err != nil {
 		return nil, fmt.Errorf("framework: dial: %w", err)
+	}
+	if name, deprecated := lb.Canonical(o.balancer); deprecated {
+		o.logger.Warn("deprecated balancer name", "service", service, "balancer", o.balancer, "use", name)
+		o.balancer = name
 	}
 	if o.prefix == "" {
 		o.prefix = naming.DefaultPrefix

@@ -5,11 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svckit/svckit/framework/lb"
+
 	_ "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1" // a proto with idempotency levels
 )
 
 func TestServiceConfigRetriesIdempotentByContract(t *testing.T) {
-	sc, err := serviceConfig(dialOptions{balancer: "p2c_ewma", idempotent: []string{"pkg.Svc", "/pkg.Other/Get"}})
+	sc, err := serviceConfig(dialOptions{balancer: lb.P2CEWMA, idempotent: []string{"pkg.Svc", "/pkg.Other/Get"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +27,7 @@ func TestServiceConfigRetriesIdempotentByContract(t *testing.T) {
 		`{"service":"pkg.Svc"}`,
 		`{"service":"pkg.Other","method":"Get"}`,
 		`"retryableStatusCodes":["UNAVAILABLE"]`,
-		`"p2c_ewma"`,
+		`"svckit_p2c_ewma"`,
 	} {
 		if !strings.Contains(sc, want) {
 			t.Errorf("service config lacks %s:\n%s", want, sc)

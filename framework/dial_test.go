@@ -1,8 +1,11 @@
 package framework_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
@@ -95,5 +99,63 @@ func TestKill9UnderLoadFailsNoIdempotentRPC(t *testing.T) {
 	t.Logf("kill -9 of 1 of 3 under load: %d RPCs, %d failed", l.calls.Load(), l.failures.Load())
 	if l.failures.Load() != 0 {
 		t.Fatalf("failed idempotent RPCs: have %d, want 0; first: %v", l.failures.Load(), l.firstErr.Load())
+	}
+}
+
+// lockedBuffer is a log sink that the resolver's goroutines and the test
+// may use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDialReadsOldBalancerNames: the names svckit's policies had before
+// the svckit_ prefix are no longer registered with gRPC, but WithBalancer
+// still takes them, as the prefixed policy, with a warning.
+func TestDialReadsOldBalancerNames(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	app, err := framework.New("oldnames", framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(0), framework.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	startApp(t, app)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ old, want string }{
+		{"p2c_ewma", lb.P2CEWMA},
+		{"random", lb.Random},
+		{"consistent_hash", lb.ConsistentHash},
+	} {
+		var logs lockedBuffer
+		cc, err := framework.Dial(ctx, "oldnames", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}),
+			framework.WithBalancer(tc.old), framework.WithDialLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if err != nil {
+			t.Fatalf("dial with balancer %s: %v", tc.old, err)
+		}
+		if err := testsvc.Sleep(ctx, cc, 0); err != nil {
+			t.Errorf("call with balancer %s: %v", tc.old, err)
+		}
+		_ = cc.Close()
+		if want := "balancer=" + tc.old + " use=" + tc.want; !strings.Contains(logs.String(), want) {
+			t.Errorf("balancer %s: want a warning with %q, have logs:\n%s", tc.old, want, logs.String())
+		}
 	}
 }

@@ -164,7 +164,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer cc.Close()
 	client := fileserver.NewClient(cc)
-	say("client dialled etcd:///services/fileserver (p2c_ewma); uploading and downloading with checksums")
+	say("client dialled etcd:///services/fileserver (svckit_p2c_ewma); uploading and downloading with checksums")
 
 	var ops, failures, retries int
 	var verified int64

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/balancer"
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/lb"
@@ -38,7 +39,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxStreams := fs.Uint("max-streams", 1000, "calls in flight per client connection")
 	maxBackends := fs.Int("max-backends", 256, "backend connections cached, one per service")
 	shutdown := fs.Duration("shutdown-timeout", cfg.ShutdownTimeout, "bound on the graceful stop (env SVCKIT_SHUTDOWN_TIMEOUT)")
-	balancer := fs.String("balancer", lb.P2CEWMA, "load-balancing policy for the backends")
+	policy := fs.String("balancer", lb.P2CEWMA, "load-balancing policy for the backends (a registered name: "+lb.P2CEWMA+", "+lb.WeightedRoundRobin+", "+lb.Random+", "+lb.ConsistentHash+", round_robin)")
 	tlsCert := fs.String("tls-cert", cfg.TLSCert, "proxy TLS certificate, PEM (with --tls-key: clients must use TLS; env SVCKIT_TLS_CERT)")
 	tlsKey := fs.String("tls-key", cfg.TLSKey, "proxy TLS private key, PEM (env SVCKIT_TLS_KEY)")
 	tlsCA := fs.String("tls-ca", cfg.TLSCA, "CA that client certificates must chain to, PEM: mutual TLS (env SVCKIT_TLS_CA)")
@@ -63,8 +64,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *backendCA == "" && (*backendCert != "" || *backendKey != "") {
 		return errors.New("proxy: --backend-cert and --backend-key need --backend-ca")
 	}
+	lbName, deprecated := lb.Canonical(*policy)
+	if balancer.Get(lbName) == nil {
+		return fmt.Errorf("proxy: --balancer %q: no load-balancing policy of that name is registered", *policy)
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if deprecated {
+		log.Warn("deprecated --balancer name", "balancer", *policy, "use", lbName)
+	}
 	opts := []proxy.Option{
 		proxy.WithPrefix(cfg.Prefix),
 		proxy.WithLogger(log),
@@ -72,7 +80,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		proxy.WithMaxConcurrentStreams(uint32(*maxStreams)),
 		proxy.WithMaxBackends(*maxBackends),
 		proxy.WithShutdownTimeout(*shutdown),
-		proxy.WithDialOptions(framework.WithBalancer(*balancer)),
+		proxy.WithDialOptions(framework.WithBalancer(lbName)),
 	}
 	if *tlsCert != "" {
 		creds, err := framework.ServerTLS(*tlsCert, *tlsKey, *tlsCA)

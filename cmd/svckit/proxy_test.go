@@ -20,6 +20,7 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/internal/logsink"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/proc"
@@ -28,7 +29,9 @@ import (
 
 // TestProxyForwardsAndStops: svckit proxy prints its address, forwards a
 // call to a registered App, answers an unknown service with Unimplemented,
-// and returns nil once stopped.
+// and returns nil once stopped. It is given --balancer by the name the
+// policy had before the svckit_ prefix, which must still work, with a
+// warning.
 func TestProxyForwardsAndStops(t *testing.T) {
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
@@ -55,7 +58,7 @@ func TestProxyForwardsAndStops(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0)}, &out, &errb)
+		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0), "--balancer", "p2c_ewma"}, &out, &errb)
 	}()
 	stopped := false
 	defer func() {
@@ -92,6 +95,9 @@ func TestProxyForwardsAndStops(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("svckit proxy did not stop within 20s")
 	}
+	if want := "balancer=p2c_ewma use=" + lb.P2CEWMA; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr: want a deprecation warning with %q, have:\n%s", want, errb.String())
+	}
 }
 
 func TestProxyRefusesBadFlags(t *testing.T) {
@@ -104,6 +110,7 @@ func TestProxyRefusesBadFlags(t *testing.T) {
 		{"--shutdown-timeout", "soon"},
 		{"--tls-cert", "c.pem"},
 		{"--backend-cert", "c.pem"},
+		{"--balancer", "no_such_policy"},
 		{"--no-such-flag"},
 		{"extra"},
 	} {

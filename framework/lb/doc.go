@@ -1,6 +1,6 @@
 // Package lb provides gRPC load-balancing policies, registered by name:
 //
-//   - p2c_ewma (the default of framework.Dial): power of two choices on a
+//   - svckit_p2c_ewma (P2CEWMA, the default of framework.Dial): power of two choices on a
 //     peak-EWMA of latency times in-flight calls, with failures counted as
 //     slow calls, so that slow or failing instances get few calls and cold
 //     ones neither flood nor starve. A stream counts in flight while open
@@ -10,11 +10,16 @@
 //     balancer only the method name. An endpoint unpicked for a second is
 //     picked once, and that sample replaces its stale estimate, so no
 //     sample keeps an instance out for longer than about two seconds;
-//   - svckit_weighted_round_robin: smooth weighted round robin by the
+//   - svckit_weighted_round_robin (WeightedRoundRobin): smooth weighted round robin by the
 //     "svckit.weight" attribute of each endpoint;
-//   - random: uniform random;
-//   - consistent_hash: a key set on the call's context with WithHashKey
+//   - svckit_random (Random): uniform random;
+//   - svckit_consistent_hash (ConsistentHash): a key set on the call's context with WithHashKey
 //     maps to the same endpoint while the set is stable.
+//
+// Every name carries the "svckit_" prefix, so that a program may link
+// another library's balancers beside these (go-zero registers its own
+// "p2c_ewma") and get each under its own name. The names before the prefix
+// are not registered; Canonical maps them for callers that read a name.
 //
 // Every policy is built the way grpc-go builds its own (balancer/roundrobin,
 // balancer/leastrequest): endpointsharding with a pickfirst child per endpoint

@@ -11,8 +11,9 @@ import (
 	"google.golang.org/grpc/resolver"
 )
 
-// ConsistentHash is the name of the consistent-hash policy.
-const ConsistentHash = "consistent_hash"
+// ConsistentHash is the registered name of the consistent-hash policy; it
+// was "consistent_hash" (see Canonical).
+const ConsistentHash = "svckit_consistent_hash"
 
 // vnodes is the number of points per endpoint on the ring: with 160 (as in
 // ketama), the load of N endpoints stays within a few percent of 1/N.
@@ -24,7 +25,7 @@ func init() {
 
 type hashKey struct{}
 
-// WithHashKey returns a context whose calls the consistent_hash policy routes
+// WithHashKey returns a context whose calls the ConsistentHash policy routes
 // by key: the same key reaches the same endpoint while the set of endpoints
 // is stable, and about 1/N of keys move when an endpoint joins or leaves. A
 // call without a key goes to a random endpoint.

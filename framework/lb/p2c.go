@@ -6,8 +6,10 @@ import (
 	"google.golang.org/grpc/balancer"
 )
 
-// P2CEWMA is the name of the power-of-two-choices policy.
-const P2CEWMA = "p2c_ewma"
+// P2CEWMA is the registered name of the power-of-two-choices policy. It
+// used to be "p2c_ewma", which go-zero's p2c balancer registers too, so
+// svckit no longer registers that name (see Canonical).
+const P2CEWMA = "svckit_p2c_ewma"
 
 func init() {
 	balancer.Register(builder{name: P2CEWMA, newPolicy: func() policy { return p2cPolicy{} }})

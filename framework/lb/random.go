@@ -6,8 +6,9 @@ import (
 	"google.golang.org/grpc/balancer"
 )
 
-// Random is the name of the uniform random policy.
-const Random = "random"
+// Random is the registered name of the uniform random policy; it was
+// "random" (see Canonical).
+const Random = "svckit_random"
 
 func init() {
 	balancer.Register(builder{name: Random, newPolicy: func() policy { return randomPolicy{} }})

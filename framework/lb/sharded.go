@@ -21,7 +21,7 @@ const (
 )
 
 // Config is the service-config of every policy in this package, e.g.
-// {"loadBalancingConfig":[{"p2c_ewma":{"subsetSize":30}}]}.
+// {"loadBalancingConfig":[{"svckit_p2c_ewma":{"subsetSize":30}}]}.
 type Config struct {
 	serviceconfig.LoadBalancingConfig `json:"-"`
 

@@ -47,7 +47,7 @@ func startServers(t *testing.T, n int, endpoints string, env ...string) []*serve
 	return out
 }
 
-// fleet is one etcd, n chaos servers registered in it, and a p2c_ewma
+// fleet is one etcd, n chaos servers registered in it, and a svckit_p2c_ewma
 // client that resolves every one of them.
 type fleet struct {
 	c    *etcdtest.Cluster
@@ -341,7 +341,7 @@ func TestSlowServer(t *testing.T) {
 	}
 	p2c, n := measure(lb.P2CEWMA, 3_000)
 	rr, m := measure(roundrobin.Name, 1_500)
-	figure(t, "p2c_ewma share of the 50ms-slower server", fmt.Sprintf("%.1f %% of %d calls (round_robin: %.1f %% of %d)", 100*p2c, n, 100*rr, m), "≤ 5 %")
+	figure(t, "svckit_p2c_ewma share of the 50ms-slower server", fmt.Sprintf("%.1f %% of %d calls (round_robin: %.1f %% of %d)", 100*p2c, n, 100*rr, m), "≤ 5 %")
 	if p2c > 0.05 {
 		t.Fatalf("p2c sent %.1f %% of calls to the slow server", 100*p2c)
 	}
@@ -370,7 +370,7 @@ func TestFailingServer(t *testing.T) {
 	l.stop()
 	cl.converge(t, cli, 2*time.Second)
 	s, n := share(before, after, bad.addr)
-	figure(t, "p2c_ewma share of the server failing with UNAVAILABLE, after 5s", fmt.Sprintf("%.2f %% of %d attempts; failed calls: %d in the first 5s, %d after",
+	figure(t, "svckit_p2c_ewma share of the server failing with UNAVAILABLE, after 5s", fmt.Sprintf("%.2f %% of %d attempts; failed calls: %d in the first 5s, %d after",
 		100*s, n, firstFailures, l.failures.Load()-firstFailures), "≤ 5 %")
 	if s > 0.05 {
 		t.Fatalf("p2c sent %.1f %% of attempts to the failing server", 100*s)
