@@ -72,14 +72,40 @@ func shares(t *testing.T, cc *grpc.ClientConn, n int) map[string]int {
 // TestP2CStreamDoesNotStarve holds a real server-streaming call (health
 // Watch) open for 3s, ends it, and checks that the server that carried it
 // gets a fair share of the short calls that follow: a stream's duration is
-// not a latency sample.
+// not a latency sample. p2c's share among equal servers is itself noisy on
+// a loaded machine (one server can hold 60 % of 300 sequential calls for a
+// while), so a trial that misses is tried again, up to three times; with a
+// stream's duration taken as a sample every trial gives its server 0 %.
 func TestP2CStreamDoesNotStarve(t *testing.T) {
 	srvs := startStreamServers(t, 3)
 	cc := dialStreamServers(t, srvs)
 	_ = shares(t, cc, 100) // every server has an estimate
 
+	const trials, n = 3, 300
+	for trial := 1; ; trial++ {
+		held := holdStream(t, cc, srvs, 3*time.Second)
+		counts := shares(t, cc, n)
+		have := float64(counts[held.addr]) / n
+		t.Logf("trial %d: after a 3s stream on %s: %v", trial, held.addr, counts)
+		if have >= 0.25 {
+			return
+		}
+		if trial == trials {
+			t.Fatalf("server of the stream got %.1f%% of %d calls after it ended in the last of %d trials, want ≥ 25%%", 100*have, n, trials)
+		}
+	}
+}
+
+// holdStream opens a health Watch on cc, holds it for d, ends it, and
+// returns the server that carried it.
+func holdStream(t *testing.T, cc *grpc.ClientConn, srvs []*streamServer, d time.Duration) *streamServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	before := make([]int64, len(srvs))
+	for i, s := range srvs {
+		before[i] = s.watches.Load()
+	}
 	w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatalf("watch: %v", err)
@@ -88,17 +114,17 @@ func TestP2CStreamDoesNotStarve(t *testing.T) {
 		t.Fatalf("watch: first status: %v", err)
 	}
 	var held *streamServer
-	for _, s := range srvs {
-		if s.watches.Load() == 1 {
+	for i, s := range srvs {
+		if s.watches.Load() > before[i] {
 			held = s
 		}
 	}
 	if held == nil {
 		t.Fatal("no server counts the watch")
 	}
-	// The stream is the test's subject: it stays open for 3s, as a download
+	// The stream is the test's subject: it stays open for d, as a download
 	// of a large file would.
-	time.Sleep(3 * time.Second)
+	time.Sleep(d)
 	cancel()
 	// RecvMsg returns the cancellation only after the balancer's Done ran.
 	for {
@@ -106,14 +132,7 @@ func TestP2CStreamDoesNotStarve(t *testing.T) {
 			break
 		}
 	}
-
-	const n = 300
-	counts := shares(t, cc, n)
-	have := float64(counts[held.addr]) / n
-	t.Logf("after a 3s stream on %s: %v", held.addr, counts)
-	if have < 0.25 {
-		t.Errorf("server of the stream got %.1f%% of %d calls after it ended, want ≥ 25%%", 100*have, n)
-	}
+	return held
 }
 
 // TestP2CBringsBackAnInstanceAfterALongCall makes one unary call of 3s (a
