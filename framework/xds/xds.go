@@ -115,6 +115,8 @@ type Server struct {
 	states  chan resolver.State // latest state only
 	streams atomic.Int64        // open xDS streams
 
+	ready chan struct{} // closed at the first snapshot
+
 	mu       sync.Mutex
 	services map[string][]Instance
 	versions [3]string // cluster, endpoint, listener
@@ -146,6 +148,7 @@ func New(b *naming.Builder, opts ...Option) (*Server, error) {
 		states:   make(chan resolver.State, 1),
 		services: map[string][]Instance{},
 		changed:  make(chan struct{}),
+		ready:    make(chan struct{}),
 	}
 	// Not ADS mode: go-control-plane's ADS mode answers a request only when
 	// it names every resource of the type in the snapshot, and a gRPC client
@@ -174,33 +177,48 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Serve serves the discovery services and gRPC health on lis, built with
-// opts, and watches etcd (Run) until ctx ends. xDS streams never end by
-// themselves, so it then stops at once: clients keep their last
+// opts, and watches etcd (Run) until ctx ends. Health answers NOT_SERVING
+// until the first snapshot (etcd has answered a list), then SERVING: a
+// server that serves nothing does not look healthy. xDS streams never end
+// by themselves, so it then stops at once: clients keep their last
 // configuration and reconnect. It returns the error of the watch or of the
 // listener, if either fails.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
 	g := grpc.NewServer(opts...)
 	s.Register(g)
-	healthpb.RegisterHealthServer(g, health.NewServer())
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served, ran := make(chan error, 1), make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
 	go func() { ran <- s.Run(ctx) }()
-	var err error
-	select {
-	case err = <-ran:
-		g.Stop()
-		<-served
-	case err = <-served:
-		cancel()
-		g.Stop()
-		if rerr := <-ran; err == nil {
-			err = rerr
+	ready := s.Ready()
+	for {
+		select {
+		case <-ready:
+			ready = nil
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			continue
+		case err := <-ran:
+			g.Stop()
+			<-served
+			return err
+		case err := <-served:
+			cancel()
+			g.Stop()
+			if rerr := <-ran; err == nil {
+				err = rerr
+			}
+			return err
 		}
 	}
-	return err
 }
+
+// Ready returns a channel closed once the server has a first snapshot to
+// serve: etcd has answered a list.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Run watches etcd and updates the snapshot until ctx ends. It returns an
 // error only if the watch cannot start.
@@ -318,6 +336,9 @@ func (s *Server) apply(st resolver.State) error {
 	}
 	s.mu.Lock()
 	s.services, s.versions = services, versions
+	if s.updates == 0 {
+		close(s.ready)
+	}
 	s.updates++
 	close(s.changed)
 	s.changed = make(chan struct{})
