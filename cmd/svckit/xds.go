@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/naming"
@@ -48,18 +54,18 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	cc.DialTimeout, cc.Logger = 3*time.Second, log
-	cli, err := naming.NewClient(cc)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
 	// etcd may come up after svckit xds (or be down while it restarts): it
 	// then serves nothing until etcd answers, and clients keep what they
-	// have.
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = naming.Ping(pctx, cli)
-	cancel()
+	// have. A refusal that waiting cannot fix ends it instead.
+	cli, err := dialEtcd(ctx, cc, log)
 	if err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	defer cli.Close()
+	if err := checkEtcd(ctx, cli, cfg.Prefix); err != nil {
+		if lasting(err) {
+			return fmt.Errorf("xds: %w", err)
+		}
 		log.Warn("etcd not answering; serving nothing until it does", "err", err)
 	}
 	opts := []xds.Option{xds.WithPrefix(cfg.Prefix), xds.WithLogger(log)}
@@ -78,4 +84,96 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer stop()
 	fmt.Fprintf(stdout, "svckit xds: serving on %s (etcd %s, prefix %s)\n", lis.Addr(), strings.Join(cfg.Etcd, ","), cfg.Prefix)
 	return xs.Serve(ctx, lis)
+}
+
+// dialEtcd returns a client of etcd. With a password the etcd client
+// authenticates at once, so while etcd does not answer it tries again
+// (logging why) until etcd answers or ctx ends; a lasting refusal is
+// returned at once.
+func dialEtcd(ctx context.Context, cc naming.ClientConfig, log *slog.Logger) (*clientv3.Client, error) {
+	for attempt := 0; ; attempt++ {
+		cli, err := naming.NewClient(cc)
+		if err == nil {
+			return cli, nil
+		}
+		if lasting(err) {
+			return nil, err
+		}
+		if cc.Password != "" {
+			// Authentication timed out: a ping without credentials names
+			// a refused TLS handshake.
+			if why := pingAnonymous(ctx, cc); lasting(why) {
+				return nil, why
+			}
+		}
+		if attempt%10 == 0 {
+			log.Warn("etcd not answering; waiting for it before serving", "err", err, "attempt", attempt+1)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 5*time.Second)):
+		}
+	}
+}
+
+// pingAnonymous pings etcd with cc but no user, within 3s.
+func pingAnonymous(ctx context.Context, cc naming.ClientConfig) error {
+	cc.Username, cc.Password = "", ""
+	cli, err := naming.NewClient(cc)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return naming.Ping(ctx, cli)
+}
+
+// checkEtcd checks, within 5s, that etcd answers and lets cli read the
+// prefix.
+func checkEtcd(ctx context.Context, cli *clientv3.Client, prefix string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// Ping names a refused TLS handshake or the last connection error. It
+	// reads a key outside the prefix, which etcd's RBAC may deny: etcd
+	// answered, and the read of the prefix tells.
+	if err := naming.Ping(ctx, cli); err != nil && status.Code(err) != codes.PermissionDenied {
+		return err
+	}
+	if _, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("etcd %v: read %s: %w", cli.Endpoints(), prefix, err)
+	}
+	return nil
+}
+
+// tlsRefusals are the parts of the errors of a TLS handshake that fails
+// the same way every time: a certificate not verified, refused or missing,
+// or TLS on one side only. A handshake cut short (EOF) is not one of them.
+var tlsRefusals = []string{"x509:", "tls: bad certificate", "tls: unknown certificate", "tls: certificate required",
+	"tls: failed to verify", "first record does not look like a TLS handshake", "speaks TLS", "TLS client certificate"}
+
+// lasting reports whether err is a refusal by etcd that waiting does not
+// fix: a wrong user or password, a permission denied or a failed TLS
+// verification. Anything else (no answer, unavailable) may pass.
+func lasting(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrPermissionDenied),
+		errors.Is(err, rpctypes.ErrUserNotFound), errors.Is(err, rpctypes.ErrAuthOldRevision):
+		return true
+	}
+	switch status.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return true
+	}
+	msg := err.Error()
+	for _, s := range tlsRefusals {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }

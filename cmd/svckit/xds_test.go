@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/logsink"
 	"github.com/svckit/svckit/internal/poll"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func TestXDSServesRegisteredServices(t *testing.T) {
@@ -41,8 +45,12 @@ func TestXDSStartsWhileEtcdIsDownAndServesNothingUntilItAnswers(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() { names := clusters(t, addr); got <- result{names, time.Now()} }()
-	// Through the start-up ping and a first failed list, nothing is served.
+	// Through the start-up ping and a first failed list, nothing is served
+	// and health says so.
 	poll.Until(t, 20*time.Second, "a list attempt failed", func() bool { return strings.Contains(logs.String(), "etcd not answered yet") })
+	if have := healthOf(t, addr); have != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while etcd is down: have %v, want NOT_SERVING", have)
+	}
 	restarted := time.Now()
 	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
@@ -53,6 +61,120 @@ func TestXDSStartsWhileEtcdIsDownAndServesNothingUntilItAnswers(t *testing.T) {
 	}
 	if want := []string{"alpha", "beta"}; !slices.Equal(r.names, want) {
 		t.Fatalf("clusters: have %v, want %v", r.names, want)
+	}
+	poll.Until(t, 10*time.Second, "health SERVING once etcd answered", func() bool {
+		return healthOf(t, addr) == healthpb.HealthCheckResponse_SERVING
+	})
+}
+
+// healthOf returns the gRPC health of the server at addr.
+func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatalf("health check: %v", err)
+	}
+	return resp.GetStatus()
+}
+
+// TestXDSExitsOnRefusalsWaitingCannotFix: a wrong password, a CA that does
+// not verify etcd, a user that may not read the prefix, end svckit xds at
+// once with one line saying why, instead of a healthy-looking process that
+// serves nothing.
+func TestXDSExitsOnRefusalsWaitingCannotFix(t *testing.T) {
+	c, certs := etcdtest.StartTLS(t)
+	// An attempt that gave up on a slow bcrypt (3s dial timeout on a
+	// loaded machine) leaves etcd checking the password after the test:
+	// let it finish before goleak looks.
+	t.Cleanup(func() {
+		poll.Until(t, 30*time.Second, "etcd done checking passwords", func() bool {
+			buf := make([]byte, 8<<20)
+			return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*authStore).CheckPassword")
+		})
+	})
+	other, err := etcdtest.GenerateCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCli, err := certs.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: c.URLs(), TLS: tlsCli, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const rootPW, xdsPW, otherPW = "root-pw", "xds-pw", "other-pw"
+	for i, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", rootPW); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.RoleAdd(ctx, "xds"); return err },
+		func() error {
+			_, err := admin.RoleGrantPermission(ctx, "xds", "services/", clientv3.GetPrefixRangeEnd("services/"), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := admin.UserAdd(ctx, "xds", xdsPW); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "xds", "xds"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "other", otherPW); return err }, // no role
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("auth set-up step %d: %v", i, err)
+		}
+	}
+	flags := func(ca string) []string {
+		return []string{"xds", "--listen", "127.0.0.1:0", "--etcd", c.URLs()[0], "--etcd-ca", ca,
+			"--etcd-cert", certs.ClientCert, "--etcd-key", certs.ClientKey}
+	}
+	for _, tc := range []struct {
+		name, user, pw, ca string
+		want               string
+	}{
+		{"wrong password", "xds", "nope", certs.CA, "authentication failed"},
+		{"CA that does not verify etcd", "", "", other.CA, "x509"},
+		{"CA that does not verify etcd, with a password", "xds", xdsPW, other.CA, "x509"},
+		{"user without read permission on the prefix", "other", otherPW, certs.CA, "permission denied"},
+	} {
+		t.Setenv("SVCKIT_ETCD_USER", tc.user)
+		t.Setenv("SVCKIT_ETCD_PASSWORD", tc.pw)
+		var out, errb logsink.Buffer
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err := run(rctx, flags(tc.ca), &out, &errb)
+		cancel()
+		took := time.Since(start)
+		t.Logf("%s: after %s: %v", tc.name, took.Round(time.Millisecond), err)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: want one line with %q, have %v\n%s", tc.name, tc.want, err, errb.String())
+		}
+		if strings.Contains(out.String(), "serving on") {
+			t.Errorf("%s: served: %s", tc.name, out.String())
+		}
+		if took > 10*time.Second {
+			t.Errorf("%s: took %s", tc.name, took)
+		}
+	}
+	// The right user serves.
+	t.Setenv("SVCKIT_ETCD_USER", "xds")
+	t.Setenv("SVCKIT_ETCD_PASSWORD", xdsPW)
+	var out, errb logsink.Buffer
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(rctx, flags(certs.CA), &out, &errb) }()
+	poll.Until(t, 20*time.Second, "svckit xds serving with the right user", func() bool { return strings.Contains(out.String(), "serving on") })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("svckit xds with the right user: %v\n%s", err, errb.String())
 	}
 }
 

@@ -25,9 +25,16 @@ const Scheme = "etcd"
 
 // listPage is how many keys one list request reads at most; larger sets
 // are read in pages at one revision. A page whose reply exceeds the etcd
-// client's bound on a reply (NewClient sets 64 MiB) is read again in half
-// as many keys, down to one.
+// client's bound on a reply (NewClient sets 64 MiB), or that is not read in
+// time (pageTimeout), is read again in half as many keys, down to one.
 const listPage = 10000
+
+// keyBudget is the time a list page may take per key beyond the list
+// timeout: a page of n keys has WithListTimeout + n·keyBudget, 13s for a
+// full page by default. It lets a page of 10,000 records of 7 KiB (70 MB)
+// come in whole over a link of 5 MB/s; a slower link is read in smaller
+// pages.
+const keyBudget = time.Millisecond
 
 // ResolverOption configures a Builder.
 type ResolverOption func(*resolverOptions)
@@ -75,12 +82,16 @@ func WithHold(d time.Duration) ResolverOption {
 	return func(o *resolverOptions) { o.hold = d }
 }
 
-// WithListTimeout bounds each request of a list: an etcd client waits for a
-// connection, so without a bound a resolver started while etcd is down
-// would wait in silence. When etcd does not answer within d, the attempt
-// fails, the resolver's connections see the error (naming etcd and its
-// endpoints) until a first list succeeds, and the resolver tries again
-// after its backoff. Default 3s; 0 or less keeps the default.
+// WithListTimeout bounds the first request of a list, a count of the
+// prefix's keys: an etcd client waits for a connection, so without a bound
+// a resolver started while etcd is down would wait in silence. When etcd
+// does not answer within d, the attempt fails as "etcd [...] unreachable",
+// the resolver's connections see the error until a first list succeeds,
+// and the resolver tries again after its backoff. A page of n keys then has
+// d + n·1ms (13s for a page of 10,000 with the default): a page that misses
+// it while etcd still answers is read again in half as many keys, and the
+// list fails, as "etcd [...] slow", only when one key is not read within
+// d+1ms. Default 3s; 0 or less keeps the default.
 func WithListTimeout(d time.Duration) ResolverOption {
 	return func(o *resolverOptions) {
 		if d > 0 {
@@ -363,11 +374,21 @@ func (w *watch) synced(rev int64) {
 
 // list reads every key under the prefix at one revision, replaces the
 // entries and publishes them.
+//
+// It first asks etcd for the number of keys (a count-only request, cheap
+// whatever the prefix holds) within the list timeout: no answer means etcd
+// is unreachable. The keys then come in pages at that count's revision,
+// each page bounded by the list timeout plus keyBudget a key. A page that
+// misses its bound, while etcd still answers a count, is read again in
+// half as many keys: a slow link lists in smaller pages rather than never.
+// Only when one key cannot be read in time does the list fail, as slow.
 func (w *watch) list(ctx context.Context) error {
 	end := clientv3.GetPrefixRangeEnd(w.prefix)
-	key := w.prefix
-	var rev int64
-	var clusterID uint64
+	head, err := w.count(ctx, end)
+	if err != nil {
+		return err
+	}
+	rev, clusterID := head.Header.Revision, head.Header.ClusterId
 	entries := make(map[string]resolver.Endpoint, len(w.entries))
 	// The skipped set is rebuilt: a bad key deleted while the watch was
 	// down is forgotten, and logged again if it comes back bad.
@@ -375,18 +396,27 @@ func (w *watch) list(ctx context.Context) error {
 	if w.page == 0 {
 		w.page = listPage
 	}
-	for {
-		resp, err := w.get(ctx, key, end, rev)
-		if status.Code(err) == codes.ResourceExhausted && w.page > 1 {
-			w.page /= 2
+	key, left := w.prefix, head.Count
+	for left > 0 {
+		n := int(min(int64(w.page), left))
+		resp, slow, err := w.get(ctx, key, end, rev, n)
+		switch {
+		case status.Code(err) == codes.ResourceExhausted && n > 1:
+			w.page = n / 2
 			w.log.Warn("list reply too large; reading fewer keys at a time", "keys", w.page, "err", err)
 			continue
-		}
-		if err != nil {
+		case slow && n > 1:
+			w.page = n / 2
+			w.log.Warn("list page slow; reading fewer keys at a time", "keys", w.page, "err", err)
+			// Slow, or gone? Gone fails the list as unreachable. (So may
+			// a count queued behind the bytes of the abandoned page: the
+			// next list then starts with the smaller page.)
+			if _, err := w.count(ctx, end); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
 			return err
-		}
-		if rev == 0 {
-			rev, clusterID = resp.Header.Revision, resp.Header.ClusterId
 		}
 		for i, d := range decodeAll(resp.Kvs) {
 			k := string(resp.Kvs[i].Key)
@@ -399,6 +429,7 @@ func (w *watch) list(ctx context.Context) error {
 			}
 			entries[k] = d.ep
 		}
+		left -= int64(len(resp.Kvs))
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
 		}
@@ -418,16 +449,13 @@ func (w *watch) list(ctx context.Context) error {
 	return nil
 }
 
-// get reads one page of the list, from key to end, at rev (0 for the
-// latest), bounded by the list timeout. Its error names etcd's endpoints.
-func (w *watch) get(ctx context.Context, key, end string, rev int64) (*clientv3.GetResponse, error) {
+// count asks etcd, within the list timeout, how many keys the prefix
+// holds. Its error names etcd's endpoints, and calls etcd unreachable when
+// it did not answer in time.
+func (w *watch) count(ctx context.Context, end string) (*clientv3.GetResponse, error) {
 	gctx, cancel := context.WithTimeout(ctx, w.b.opts.timeout)
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(w.page))}
-	if rev != 0 {
-		opts = append(opts, clientv3.WithRev(rev))
-	}
-	resp, err := w.b.cli.Get(gctx, key, opts...)
+	resp, err := w.b.cli.Get(gctx, w.prefix, clientv3.WithRange(end), clientv3.WithCountOnly())
 	switch {
 	case err == nil:
 		return resp, nil
@@ -435,6 +463,24 @@ func (w *watch) get(ctx context.Context, key, end string, rev int64) (*clientv3.
 		return nil, fmt.Errorf("etcd %v unreachable: no answer within %s: %w", w.b.cli.Endpoints(), w.b.opts.timeout, err)
 	default:
 		return nil, fmt.Errorf("etcd %v: %w", w.b.cli.Endpoints(), err)
+	}
+}
+
+// get reads one page of at most n keys of the list, from key to end, at
+// rev, within the list timeout plus n·keyBudget; slow says it missed that
+// bound. Its error names etcd's endpoints.
+func (w *watch) get(ctx context.Context, key, end string, rev int64, n int) (_ *clientv3.GetResponse, slow bool, _ error) {
+	limit := w.b.opts.timeout + time.Duration(n)*keyBudget
+	gctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	resp, err := w.b.cli.Get(gctx, key, clientv3.WithRange(end), clientv3.WithLimit(int64(n)), clientv3.WithRev(rev))
+	switch {
+	case err == nil:
+		return resp, false, nil
+	case ctx.Err() == nil && gctx.Err() != nil:
+		return nil, true, fmt.Errorf("etcd %v slow: a page of %d key(s) not read within %s: %w", w.b.cli.Endpoints(), n, limit, err)
+	default:
+		return nil, false, fmt.Errorf("etcd %v: %w", w.b.cli.Endpoints(), err)
 	}
 }
 

@@ -218,3 +218,55 @@ func TestResolverListsPagesLargerThanTheReplyBound(t *testing.T) {
 	t.Logf("listed %d records of 7 KiB through a 64 KiB reply bound; %d list(s); %d page shrink(s)", st.Endpoints, st.Lists,
 		logs.Count("list reply too large"))
 }
+
+func TestResolverListsALargePrefixOverASlowLink(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	// 300 records of about 7 KiB (2.1 MB) through a link of 1 MB/s take
+	// about 2 s, twice the list timeout of 1 s.
+	const n = 300
+	for i := range n {
+		addr := fmt.Sprintf("127.0.0.1:%d", 11000+i)
+		md := naming.Metadata{Labels: map[string]string{"pad": strings.Repeat("x", 7<<10)}}
+		putRaw(t, admin, naming.Key("services/", "slow", addr), record(t, addr, md))
+	}
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	l, logs := newLogger(t)
+	cli := newClient(t, []string{p.Addr()}, l)
+	p.SetBandwidth(1 << 20)
+	b := naming.NewBuilder(cli, naming.WithResolverLogger(l), naming.WithListTimeout(time.Second))
+	rec := watchTarget(t, b, "etcd:///services/slow")
+	took := poll.Until(t, 30*time.Second, "every record listed over the slow link", func() bool {
+		s, _ := rec.last()
+		return len(s.Endpoints) == n
+	})
+	st, _ := b.Status("services/slow")
+	t.Logf("listed %d records of 7 KiB over 1 MB/s in %s; %d list(s), %d page shrink(s), %d unreachable", st.Endpoints,
+		took.Round(time.Millisecond), st.Lists, logs.Count("list page slow"), logs.Count("unreachable"))
+}
+
+func TestResolverTellsASlowEtcdFromAnUnreachableOne(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	md := naming.Metadata{Labels: map[string]string{"pad": strings.Repeat("x", 7<<10)}}
+	putRaw(t, admin, naming.Key("services/", "crawl", "127.0.0.1:9500"), record(t, "127.0.0.1:9500", md))
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	l, _ := newLogger(t)
+	cli := newClient(t, []string{p.Addr()}, l)
+	// One record of 7 KiB at 1 KiB/s: etcd answers at once, but the
+	// record takes 7 s, more than the 500 ms list timeout.
+	p.SetBandwidth(1 << 10)
+	b := naming.NewBuilder(cli, naming.WithResolverLogger(l), naming.WithListTimeout(500*time.Millisecond))
+	watchTarget(t, b, "etcd:///services/crawl")
+	var st naming.WatchStatus
+	poll.Until(t, 10*time.Second, "a failed list", func() bool {
+		st, _ = b.Status("services/crawl")
+		return st.LastError != nil
+	})
+	if have := st.LastError.Error(); !strings.Contains(have, "slow") || strings.Contains(have, "unreachable") {
+		t.Fatalf("error of a slow etcd: want slow, not unreachable, have %q", have)
+	}
+	t.Logf("slow etcd: %v", st.LastError)
+}

@@ -23,13 +23,19 @@
 //
 // In xDS a Listener or Cluster left out of a response is deleted, and a
 // client with a deleted listener fails every call ("resource … has been
-// removed") until it is served again. So the Server never takes one back: a
-// service keeps its Listener and Cluster for the life of the Server once
-// seen in etcd, and while it has no instance its ClusterLoadAssignment lists
-// no endpoint (calls fail with UNAVAILABLE, and resume when an instance
-// registers). And it serves nothing at all until etcd has answered a first
-// list: a Server started while etcd is down leaves every client on the
-// configuration it has cached, instead of telling it that nothing exists.
+// removed") until it is served again. So the Server does not take one back
+// lightly: a service keeps its Listener and Cluster once seen in etcd until
+// it has had no instance for a day (forgetAfter), and while it has no
+// instance its ClusterLoadAssignment lists no endpoint (calls fail with
+// UNAVAILABLE, and resume when an instance registers). It serves nothing
+// at all until etcd has answered a first list (gRPC health says
+// NOT_SERVING until then): a Server started while etcd is down leaves every
+// client on the configuration it has cached, instead of telling it that
+// nothing exists. And for 30s after that first list (holdUnknown) it does
+// not answer a reconnecting client's first request for a Listener or
+// Cluster it has not seen: the client keeps it (see holdingCache), through
+// an etcd replaced by an empty one, or a service without instance that a
+// restarted Server never saw.
 package xds
 
 import (
@@ -82,6 +88,22 @@ import (
 // serves does not depend on who asks.
 const nodeGroup = "svckit"
 
+// holdUnknown is how long after its first snapshot the server holds the
+// first request of a client that has a Listener or Cluster this server has
+// not seen (see holdingCache): three default lease TTLs (framework's 10s),
+// time for instances to register again in an etcd replaced by an empty
+// one. After it, a client asking for a service this server does not know
+// is told it does not exist.
+const holdUnknown = 30 * time.Second
+
+// forgetAfter is how long a service keeps its Listener and Cluster without
+// any instance: then the server forgets it, so that names seen once do not
+// pile up for the life of the server. Checked every forgetCheck.
+const (
+	forgetAfter = 24 * time.Hour
+	forgetCheck = time.Hour
+)
+
 type options struct {
 	prefix string
 	log    *slog.Logger
@@ -107,7 +129,7 @@ func WithWeightedRoundRobin() Option { return func(o *options) { o.wrr = true } 
 type Server struct {
 	b     *naming.Builder
 	opts  options
-	cache cachev3.SnapshotCache
+	cache *holdingCache
 	xds   serverv3.Server
 	ctx   context.Context
 	stop  context.CancelFunc
@@ -115,9 +137,15 @@ type Server struct {
 	states  chan resolver.State // latest state only
 	streams atomic.Int64        // open xDS streams
 
+	ready chan struct{} // closed at the first snapshot
+
+	// holdUnknown, forgetAfter and forgetCheck; tests shorten them.
+	hold, forget, check time.Duration
+
 	mu       sync.Mutex
 	services map[string][]Instance
-	versions [3]string // cluster, endpoint, listener
+	lastSeen map[string]time.Time // when each service last had an instance
+	versions [3]string            // cluster, endpoint, listener
 	updates  int
 	changed  chan struct{} // closed and replaced on every new snapshot
 }
@@ -145,14 +173,19 @@ func New(b *naming.Builder, opts ...Option) (*Server, error) {
 		opts:     o,
 		states:   make(chan resolver.State, 1),
 		services: map[string][]Instance{},
+		lastSeen: map[string]time.Time{},
 		changed:  make(chan struct{}),
+		ready:    make(chan struct{}),
+		hold:     holdUnknown,
+		forget:   forgetAfter,
+		check:    forgetCheck,
 	}
 	// Not ADS mode: go-control-plane's ADS mode answers a request only when
 	// it names every resource of the type in the snapshot, and a gRPC client
 	// names only the services it uses. Otherwise the cache answers with the
 	// resources requested, which is what gRPC expects; gRPC does not need
 	// ADS's ordering of responses across types.
-	s.cache = cachev3.NewSnapshotCache(false, constantHash{}, logger{o.log})
+	s.cache = newHoldingCache(cachev3.NewSnapshotCache(false, constantHash{}, logger{o.log}))
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.xds = serverv3.NewServer(s.ctx, s.cache, serverv3.CallbackFuncs{
 		StreamOpenFunc:        func(context.Context, int64, string) error { s.streams.Add(1); return nil },
@@ -174,33 +207,48 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Serve serves the discovery services and gRPC health on lis, built with
-// opts, and watches etcd (Run) until ctx ends. xDS streams never end by
-// themselves, so it then stops at once: clients keep their last
+// opts, and watches etcd (Run) until ctx ends. Health answers NOT_SERVING
+// until the first snapshot (etcd has answered a list), then SERVING: a
+// server that serves nothing does not look healthy. xDS streams never end
+// by themselves, so it then stops at once: clients keep their last
 // configuration and reconnect. It returns the error of the watch or of the
 // listener, if either fails.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
 	g := grpc.NewServer(opts...)
 	s.Register(g)
-	healthpb.RegisterHealthServer(g, health.NewServer())
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served, ran := make(chan error, 1), make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
 	go func() { ran <- s.Run(ctx) }()
-	var err error
-	select {
-	case err = <-ran:
-		g.Stop()
-		<-served
-	case err = <-served:
-		cancel()
-		g.Stop()
-		if rerr := <-ran; err == nil {
-			err = rerr
+	ready := s.Ready()
+	for {
+		select {
+		case <-ready:
+			ready = nil
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			continue
+		case err := <-ran:
+			g.Stop()
+			<-served
+			return err
+		case err := <-served:
+			cancel()
+			g.Stop()
+			if rerr := <-ran; err == nil {
+				err = rerr
+			}
+			return err
 		}
 	}
-	return err
 }
+
+// Ready returns a channel closed once the server has a first snapshot to
+// serve: etcd has answered a list.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Run watches etcd and updates the snapshot until ctx ends. It returns an
 // error only if the watch cannot start.
@@ -214,13 +262,45 @@ func (s *Server) Run(ctx context.Context) error {
 	defer r.Close()
 	// The resolver pushes a state only once etcd has answered a list: until
 	// then the cache holds no snapshot and answers nobody.
+	var (
+		last    *resolver.State
+		hold    *time.Timer // from the first snapshot
+		holdEnd <-chan time.Time
+	)
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
+	check := time.NewTicker(s.check)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case st := <-s.states:
+			last = &st
 			if err := s.apply(st); err != nil {
 				s.opts.log.Error("snapshot not updated", "err", err)
+				continue
+			}
+			if hold == nil {
+				hold = time.NewTimer(s.hold)
+				holdEnd = hold.C
+			}
+		case <-holdEnd:
+			holdEnd = nil
+			n := s.cache.holding()
+			if err := s.cache.release(); err != nil {
+				s.opts.log.Error("held requests not answered", "err", err)
+			} else if n > 0 {
+				s.opts.log.Info("answering requests held for services not seen in etcd", "requests", n, "hold", s.hold)
+			}
+		case <-check.C:
+			if last != nil {
+				if err := s.apply(*last); err != nil {
+					s.opts.log.Error("snapshot not updated", "err", err)
+				}
 			}
 		}
 	}
@@ -261,7 +341,7 @@ func (s *Server) Changed() <-chan struct{} {
 func (s *Server) apply(st resolver.State) error {
 	services := map[string][]Instance{}
 	s.mu.Lock()
-	for name := range s.services { // once seen, served for good
+	for name := range s.services { // once seen, served until forgotten
 		services[name] = nil
 	}
 	s.mu.Unlock()
@@ -282,6 +362,20 @@ func (s *Server) apply(st resolver.State) error {
 		}
 		services[svc] = append(services[svc], in)
 	}
+	now := time.Now()
+	s.mu.Lock()
+	lastSeen := maps.Clone(s.lastSeen)
+	s.mu.Unlock()
+	for name, ins := range services {
+		switch {
+		case len(ins) > 0:
+			lastSeen[name] = now
+		case now.Sub(lastSeen[name]) >= s.forget:
+			delete(services, name)
+			delete(lastSeen, name)
+			s.opts.log.Info("forgetting a service without instance", "service", name, "for", s.forget)
+		}
+	}
 	var clusters, endpoints, listeners []types.Resource
 	for _, name := range slices.Sorted(maps.Keys(services)) {
 		cla, err := loadAssignment(name, services[name])
@@ -301,6 +395,9 @@ func (s *Server) apply(st resolver.State) error {
 	versions := [3]string{version(clusters), version(endpoints), version(listeners)}
 	s.mu.Lock()
 	same := versions == s.versions && s.updates > 0
+	if same {
+		s.lastSeen = lastSeen
+	}
 	s.mu.Unlock()
 	if same {
 		return nil
@@ -317,7 +414,10 @@ func (s *Server) apply(st resolver.State) error {
 		return fmt.Errorf("xds: set snapshot: %w", err)
 	}
 	s.mu.Lock()
-	s.services, s.versions = services, versions
+	s.services, s.versions, s.lastSeen = services, versions, lastSeen
+	if s.updates == 0 {
+		close(s.ready)
+	}
 	s.updates++
 	close(s.changed)
 	s.changed = make(chan struct{})

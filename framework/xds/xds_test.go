@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
@@ -242,5 +246,43 @@ func TestRecordsOfEtcdsEndpointsManagerAreServed(t *testing.T) {
 	poll.Until(t, 10*time.Second, "2 interop instances", func() bool { return len(xs.Services()["interop"]) == 2 })
 	if n := len(xs.Services()); n != 1 {
 		t.Fatalf("services: %v", xs.Services())
+	}
+}
+
+func TestHealthIsNotServingUntilTheFirstSnapshot(t *testing.T) {
+	c := etcdtest.Start(t)
+	put(t, c.Client(t), "alpha", "127.0.0.1:1001")
+	c.Stop(0)
+	xs, addr := startXDS(t, c)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	check := func() healthpb.HealthCheckResponse_ServingStatus {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatalf("health check: %v", err)
+		}
+		return resp.GetStatus()
+	}
+	if have := check(); have != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while etcd has not answered: have %v, want NOT_SERVING", have)
+	}
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 20*time.Second, "health SERVING once etcd answered", func() bool {
+		return check() == healthpb.HealthCheckResponse_SERVING
+	})
+	select {
+	case <-xs.Ready():
+	default:
+		t.Fatal("SERVING before Ready")
+	}
+	if n := len(xs.Services()); n != 1 {
+		t.Fatalf("services once SERVING: %v", xs.Services())
 	}
 }
