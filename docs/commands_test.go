@@ -49,6 +49,9 @@ const (
 	// job: job control (kill %1); the background servers of a page are
 	// stopped at its end, which is what the reader's kill does.
 	job
+	// nested: the test of a nested module (its own go.mod, heavy
+	// dependencies); checked to be one that .ci/run runs, not run here.
+	nested
 	// etcdctl: a recipe's etcdctl --endpoints line, run when etcdctl is installed (.ci/run installs it, and CI
 	// requires it); logged, not run, where it is not.
 	etcdctl
@@ -75,6 +78,7 @@ var rules = []rule{
 	{re: regexp.MustCompile(`^kill %\d+$`), kind: job},
 	{re: regexp.MustCompile(`^umask 0\d\d$|^openssl rand -hex \d+ > \S+$`), kind: run},
 	{re: regexp.MustCompile(`^etcdctl --endpoints `), kind: etcdctl},
+	{re: regexp.MustCompile(`^cd (test/\w+) && go mod download && go test .*\./\.\.\.$`), kind: nested},
 	{re: regexp.MustCompile(`^go run \./cmd/svckit demo$`), kind: run, bound: " --duration 3s", once: true},
 	{re: regexp.MustCompile(`^go run \./cmd/svckit (ls|new|gen)( |$)`), kind: run},
 	{re: regexp.MustCompile(`^go run \./examples/fileserver/cmd/fileclient( |$)`), kind: run},
@@ -210,6 +214,12 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 			switch r.kind {
 			case external:
 				t.Logf("%s:%d: external tool, not run: %s", c.file, c.line, c.text)
+			case nested:
+				if err := h.checkNested(plain); err != nil {
+					t.Errorf("%s:%d: %q: %v", c.file, c.line, c.text, err)
+				} else {
+					t.Logf("%s:%d: a nested module's test, run by .ci/run: %s", c.file, c.line, c.text)
+				}
 			case job:
 				t.Logf("%s:%d: job control, done by stopping the page's servers at its end: %s", c.file, c.line, c.text)
 			case setenv:
@@ -293,6 +303,23 @@ func (h *harness) rewrite(text string, ports map[string]string, etcdAddr string)
 		text += " --listen " + etcdAddr
 	}
 	return text
+}
+
+// checkNested checks a nested module's test command: the directory holds
+// a go.mod, and .ci/run runs the tests there.
+func (h *harness) checkNested(text string) error {
+	dir := strings.Fields(text)[1]
+	if _, err := os.Stat(filepath.Join(h.work, dir, "go.mod")); err != nil {
+		return fmt.Errorf("not a module: %w", err)
+	}
+	ci, err := os.ReadFile(filepath.Join(h.work, ".ci", "run"))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(ci), "cd "+dir+" && ") || !strings.Contains(string(ci), "go test") {
+		return fmt.Errorf(".ci/run does not run the tests of %s", dir)
+	}
+	return nil
 }
 
 // setEnv applies an export or unset line to env.
