@@ -46,6 +46,10 @@ type resolverOptions struct {
 	resync   time.Duration
 	hold     time.Duration
 	timeout  time.Duration
+
+	// Set by tests only (export_test.go).
+	page      int         // keys per list request at most; 0 means listPage
+	afterPage func(n int) // called after each page read, with its size
 }
 
 // WithResolverLogger sets the logger; default slog.Default().
@@ -276,7 +280,7 @@ type watch struct {
 	entries    map[string]resolver.Endpoint
 	bad        map[string]struct{}
 	dupes      map[string]struct{} // keys hidden by another record of their address, logged
-	page       int                 // keys per list request; 0 means listPage
+	page       int                 // keys per list request; 0 means the builder's maximum
 	rev        int64
 	clusterID  uint64
 	published  bool
@@ -382,7 +386,31 @@ func (w *watch) synced(rev int64) {
 // misses its bound, while etcd still answers a count, is read again in
 // half as many keys: a slow link lists in smaller pages rather than never.
 // Only when one key cannot be read in time does the list fail, as slow.
+// The page size doubles again, up to listPage, after each page read in
+// under a quarter of its bound, so an outage does not leave the watch
+// listing in small pages for its life. When etcd compacts the list's
+// revision between two pages, the list starts again at once at a fresh
+// revision, without backoff or error, up to compactedRelists times.
 func (w *watch) list(ctx context.Context) error {
+	for try := 1; ; try++ {
+		err := w.listAt(ctx)
+		if !errors.Is(err, rpctypes.ErrCompacted) || try > compactedRelists || ctx.Err() != nil {
+			return err
+		}
+		// The revision the pages are read at was compacted away mid-list:
+		// not an outage, list again at once at a fresh revision.
+		w.log.Info("list revision compacted; listing again at a fresh revision", "err", err, "attempt", try)
+	}
+}
+
+// compactedRelists is how many times in a row a list whose revision is
+// compacted mid-list is started again at once before it fails as any
+// other list (backoff, error reported): compaction more often than a
+// list takes is an etcd misconfiguration worth reporting.
+const compactedRelists = 3
+
+// listAt is one attempt of list, at the revision of its first request.
+func (w *watch) listAt(ctx context.Context) error {
 	end := clientv3.GetPrefixRangeEnd(w.prefix)
 	head, err := w.count(ctx, end)
 	if err != nil {
@@ -393,16 +421,22 @@ func (w *watch) list(ctx context.Context) error {
 	// The skipped set is rebuilt: a bad key deleted while the watch was
 	// down is forgotten, and logged again if it comes back bad.
 	bad := make(map[string]struct{}, len(w.bad))
-	if w.page == 0 {
-		w.page = listPage
+	// A page shrunk by a slow link or a partition grows back, doubling
+	// after each page read in under a quarter of its bound, up to ceiling;
+	// a reply too large lowers the ceiling for the rest of this list.
+	ceiling := w.maxPage()
+	if w.page == 0 || w.page > ceiling {
+		w.page = ceiling
 	}
 	key, left := w.prefix, head.Count
 	for left > 0 {
 		n := int(min(int64(w.page), left))
+		start := time.Now()
 		resp, slow, err := w.get(ctx, key, end, rev, n)
 		switch {
 		case status.Code(err) == codes.ResourceExhausted && n > 1:
 			w.page = n / 2
+			ceiling = w.page
 			w.log.Warn("list reply too large; reading fewer keys at a time", "keys", w.page, "err", err)
 			continue
 		case slow && n > 1:
@@ -417,6 +451,12 @@ func (w *watch) list(ctx context.Context) error {
 			continue
 		case err != nil:
 			return err
+		}
+		if time.Since(start) < w.pageLimit(n)/4 && n == w.page && w.page < ceiling {
+			w.page = min(2*w.page, ceiling)
+		}
+		if f := w.b.opts.afterPage; f != nil {
+			f(n)
 		}
 		for i, d := range decodeAll(resp.Kvs) {
 			k := string(resp.Kvs[i].Key)
@@ -466,11 +506,24 @@ func (w *watch) count(ctx context.Context, end string) (*clientv3.GetResponse, e
 	}
 }
 
+// maxPage is the most keys one list request reads.
+func (w *watch) maxPage() int {
+	if w.b.opts.page > 0 {
+		return w.b.opts.page
+	}
+	return listPage
+}
+
+// pageLimit is the time a page of n keys may take.
+func (w *watch) pageLimit(n int) time.Duration {
+	return w.b.opts.timeout + time.Duration(n)*keyBudget
+}
+
 // get reads one page of at most n keys of the list, from key to end, at
 // rev, within the list timeout plus n·keyBudget; slow says it missed that
 // bound. Its error names etcd's endpoints.
 func (w *watch) get(ctx context.Context, key, end string, rev int64, n int) (_ *clientv3.GetResponse, slow bool, _ error) {
-	limit := w.b.opts.timeout + time.Duration(n)*keyBudget
+	limit := w.pageLimit(n)
 	gctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	resp, err := w.b.cli.Get(gctx, key, clientv3.WithRange(end), clientv3.WithLimit(int64(n)), clientv3.WithRev(rev))
