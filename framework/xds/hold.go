@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -25,7 +27,10 @@ import (
 // wildcard, finds it empty) is held unanswered: the client keeps what it
 // has, and a resource it never received times out on its side as usual.
 // A held request is answered as soon as a snapshot has every name it asks
-// for, or when the hold ends (release), after which nothing is held.
+// for, or when the hold ends (release), after which nothing new is held.
+// The hold (holdUnknown) is shorter than grpc-go's 15 s does-not-exist
+// timer: a later request on a held stream, even for a name the server has,
+// is held too, and must be answered before that timer fails the channel.
 // Endpoints are never held: a ClusterLoadAssignment left out of a response
 // is not deleted, the client keeps its endpoints.
 type holdingCache struct {
@@ -112,7 +117,7 @@ func (h *holdingCache) SetSnapshot(ctx context.Context, node string, snap cachev
 	h.mu.Lock()
 	var ready []*heldWatch
 	for w := range h.held {
-		if !h.missing(w.req, w.sub) {
+		if h.expired || !h.missing(w.req, w.sub) {
 			ready = append(ready, w)
 			delete(h.held, w)
 		}
@@ -144,19 +149,25 @@ func (h *holdingCache) holding() int {
 
 // handOver passes held requests to the snapshot cache, which answers them
 // now or at its next change. The response channel of a watch has room
-// for its one answer, so this does not block.
+// for its one answer, so this does not block. Every request is handed over,
+// canceled, or, when the snapshot cache refuses it, held again (and tried
+// again at the next SetSnapshot); the refusals are returned joined.
 func (h *holdingCache) handOver(ws []*heldWatch) error {
+	var errs []error
 	for _, w := range ws {
 		w.mu.Lock()
 		if !w.canceled {
 			cancel, err := h.SnapshotCache.CreateWatch(w.req, w.sub, w.value)
 			if err != nil {
-				w.mu.Unlock()
-				return err
+				errs = append(errs, fmt.Errorf("xds: hand over held %s request: %w", w.req.GetTypeUrl(), err))
+				h.mu.Lock()
+				h.held[w] = struct{}{}
+				h.mu.Unlock()
+			} else {
+				w.cancel = cancel
 			}
-			w.cancel = cancel
 		}
 		w.mu.Unlock()
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -1,12 +1,19 @@
 package xds_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/grpc/resolver"
 	grpcxds "google.golang.org/grpc/xds"
 
@@ -177,5 +184,88 @@ func TestServiceWithoutInstanceIsForgottenAfterAWhile(t *testing.T) {
 	}
 	if ins := xs.Services()["stays"]; len(ins) != 1 {
 		t.Fatalf("stays: %v", ins)
+	}
+}
+
+func TestHoldIsShorterThanGRPCDoesNotExistTimer(t *testing.T) {
+	// grpc-go's xDS client fails a resource it never received after 15 s
+	// (its default watch expiry): a request held longer fails channels.
+	const grpcDoesNotExist = 15 * time.Second
+	if xds.HoldUnknown >= grpcDoesNotExist {
+		t.Errorf("hold %s is not shorter than grpc-go's does-not-exist timer %s", xds.HoldUnknown, grpcDoesNotExist)
+	}
+}
+
+// refusingCache is a snapshot cache that refuses the next refuse watches.
+type refusingCache struct {
+	cachev3.SnapshotCache
+
+	mu      sync.Mutex
+	refuse  int
+	created int
+	cancels []func()
+}
+
+func (c *refusingCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, value chan cachev3.Response) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse > 0 {
+		c.refuse--
+		return nil, errors.New("refused")
+	}
+	cancel, err := c.SnapshotCache.CreateWatch(req, sub, value)
+	if err == nil {
+		c.created++
+		c.cancels = append(c.cancels, cancel)
+	}
+	return cancel, err
+}
+
+func (c *refusingCache) counts() (created int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.created
+}
+
+func TestHandOverFailureLosesNoHeldRequest(t *testing.T) {
+	inner := &refusingCache{SnapshotCache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)}
+	h := xds.NewHoldingCache(inner)
+	// Three reconnecting clients ask for Listeners before any snapshot:
+	// all three are held.
+	const n = 3
+	for i := range n {
+		name := fmt.Sprintf("svc-%d", i)
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: "1", ResourceNames: []string{name}}
+		cancel, err := h.CreateWatch(req, streamv3.NewSotwSubscription([]string{name}, false), make(chan cachev3.Response, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cancel)
+	}
+	if got := xds.Held(h); got != n {
+		t.Fatalf("held %d requests, want %d", got, n)
+	}
+	inner.mu.Lock()
+	inner.refuse = 1
+	inner.mu.Unlock()
+	err := xds.Release(h)
+	if err == nil {
+		t.Fatal("release: no error for the refused hand-over")
+	}
+	created, held := inner.counts(), xds.Held(h)
+	t.Logf("release: %v; handed over %d, still held %d", err, created, held)
+	if created+held != n {
+		t.Fatalf("after a refused hand-over: %d handed over + %d held, want %d: requests lost", created, held, n)
+	}
+	// The next snapshot hands the refused one over.
+	snap, err := cachev3.NewSnapshot("1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetSnapshot(context.Background(), xds.NodeGroup, snap); err != nil {
+		t.Fatal(err)
+	}
+	if created, held := inner.counts(), xds.Held(h); created != n || held != 0 {
+		t.Errorf("after the next snapshot: %d handed over, %d held; want %d, 0", created, held, n)
 	}
 }

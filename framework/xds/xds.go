@@ -31,7 +31,7 @@
 // at all until etcd has answered a first list (gRPC health says
 // NOT_SERVING until then): a Server started while etcd is down leaves every
 // client on the configuration it has cached, instead of telling it that
-// nothing exists. And for 30s after that first list (holdUnknown) it does
+// nothing exists. And for 10s after that first list (holdUnknown) it does
 // not answer a reconnecting client's first request for a Listener or
 // Cluster it has not seen: the client keeps it (see holdingCache), through
 // an etcd replaced by an empty one, or a service without instance that a
@@ -90,11 +90,15 @@ const nodeGroup = "svckit"
 
 // holdUnknown is how long after its first snapshot the server holds the
 // first request of a client that has a Listener or Cluster this server has
-// not seen (see holdingCache): three default lease TTLs (framework's 10s),
+// not seen (see holdingCache): one default lease TTL (framework's 10s),
 // time for instances to register again in an etcd replaced by an empty
-// one. After it, a client asking for a service this server does not know
-// is told it does not exist.
-const holdUnknown = 30 * time.Second
+// one. It must stay under grpc-go's 15s does-not-exist timer: while a
+// stream's first request is held, its later requests are held too, even
+// for a resource this server has, and a channel dialled meanwhile would
+// fail with "resource does not exist" once that timer fires. After it, a
+// client asking for a service this server does not know is told it does
+// not exist.
+const holdUnknown = 10 * time.Second
 
 // forgetAfter is how long a service keeps its Listener and Cluster without
 // any instance: then the server forgets it, so that names seen once do not
