@@ -255,6 +255,8 @@ func (a *App) registrar() Registrar {
 // and the propagation delay, the gRPC drain, the admin server's shutdown
 // and the actors added with Add all end by it (the actors with a margin, see
 // Add); what is still running then is closed without waiting or abandoned.
+// Deregistration gets at most a third of the shutdown timeout, and no more
+// than 2 s, so an unreachable etcd leaves the drain and the actors the rest.
 // The trace flush, with a tracer provider that has ForceFlush, may go on
 // for up to 1 s past it. So Run returns at most the shutdown timeout plus
 // the propagation delay plus 1 s after the stop began, or at once after a
@@ -384,9 +386,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 		case <-reg.Done():
 			lost = errors.New("registrar stopped: etcd client closed")
 		}
-		// The deregistration leaves the propagation delay of the budget.
+		// The deregistration gets at most its share of the shutdown timeout
+		// (deregisterShare) and never eats into the propagation delay: an
+		// unreachable etcd must not leave the drain and the actors nothing.
 		end := clock.deadline()
-		dctx, cancel := context.WithDeadline(hard, end.Add(-a.opts.propagationDelay))
+		dend := earlier(end.Add(-a.cfg.ShutdownTimeout-a.opts.propagationDelay).Add(deregisterShare(a.cfg.ShutdownTimeout)),
+			end.Add(-a.opts.propagationDelay))
+		dctx, cancel := context.WithDeadline(hard, dend)
 		if err := reg.Deregister(dctx); err != nil {
 			cleanups = append(cleanups, fmt.Errorf("deregister: %w", err))
 		}
@@ -471,6 +477,15 @@ const (
 	actorGrace = 100 * time.Millisecond
 	stopMargin = time.Second
 )
+
+// deregisterShare is how much of the shutdown timeout the deregistration
+// may use: a third of it, and at most 2 s. A revoke against a healthy etcd
+// takes milliseconds; one against an unreachable etcd blocks until its
+// deadline, and the rest of the timeout belongs to the gRPC drain and the
+// actors added with Add.
+func deregisterShare(timeout time.Duration) time.Duration {
+	return min(2*time.Second, timeout/3)
+}
 
 // stopClock is the deadline of a stop: budget after the first call of
 // deadline.

@@ -3,6 +3,7 @@ package framework_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -420,5 +421,105 @@ func TestReadinessOutlivesEtcdOutage(t *testing.T) {
 				t.Fatalf("records after Run: have %d, want 0", n)
 			}
 		})
+	}
+}
+
+// etcd unreachable at the stop: the revoke blocks, but only for its share
+// of --shutdown-timeout (a third, at most 2 s), so the gRPC drain starts
+// early enough to be one (the listener closes and in-flight calls finish),
+// an actor added with Add gets the rest of the budget rather than the
+// 100 ms grace, and Run still returns within the documented bound.
+func TestUnreachableEtcdLeavesTheDrainItsTime(t *testing.T) {
+	c := etcdtest.Start(t)
+	cfg := framework.DefaultConfig()
+	cfg.Etcd = c.Endpoints()
+	cfg.ShutdownTimeout = 3 * time.Second
+	const delay = 300 * time.Millisecond
+	inCall := make(chan struct{}, 1)
+	app, err := framework.New("drain", framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(delay),
+		framework.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			inCall <- struct{}{}
+			return h(ctx, req)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	// closer needs 500 ms to stop, well inside the budget left after the
+	// drain, but more than the grace of an actor interrupted at the deadline.
+	quit := make(chan struct{})
+	app.Add("closer", func() error { <-quit; return nil }, func(error) {
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		<-t.C
+		close(quit)
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started within 20s")
+	}
+	addr := app.Addr()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	c.Stop(0)
+	call := make(chan error, 1)
+	go func() { call <- testsvc.Sleep(context.Background(), cc, time.Second) }()
+	select {
+	case <-inCall:
+	case err := <-call:
+		t.Fatalf("call ended before the stop: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("call not in the server within 10s")
+	}
+
+	start := time.Now()
+	cancel()
+	// The drain begins when the listener closes: after the deregistration's
+	// share (1 s) and the propagation delay, not at the deadline (3.3 s).
+	var drainAfter time.Duration
+	poll.Until(t, 10*time.Second, "listener closed", func() bool {
+		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			_ = conn.Close()
+			return false
+		}
+		drainAfter = time.Since(start)
+		return true
+	})
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run still running 30s after cancel")
+	}
+	took := time.Since(start)
+	t.Logf("etcd down: drain began %s after cancel, Run returned after %s (shutdown timeout 3s, propagation delay 300ms): %v",
+		drainAfter.Round(time.Millisecond), took.Round(time.Millisecond), err)
+	if err := <-call; err != nil {
+		t.Errorf("the 1s call in flight at the stop: %v", err)
+	}
+	if want := time.Second + delay + 500*time.Millisecond; drainAfter > want {
+		t.Errorf("drain began %s after cancel, want by %s (deregistration's share 1s + propagation delay + 500ms)", drainAfter, want)
+	}
+	if err == nil || !strings.Contains(err.Error(), "deregister: ") {
+		t.Errorf("Run: have %v, want the failed deregistration", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "closer") {
+		t.Errorf("Run: have %v, want the closer actor not reported stuck (it had the rest of the budget)", err)
+	}
+	if bound := cfg.ShutdownTimeout + delay + time.Second; took > bound {
+		t.Errorf("Run returned %s after cancel, want within %s", took, bound)
 	}
 }
