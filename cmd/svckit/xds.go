@@ -148,25 +148,43 @@ func checkEtcd(ctx context.Context, cli *clientv3.Client, prefix string) error {
 }
 
 // tlsRefusals are the parts of the errors of a TLS handshake that fails
-// the same way every time: a certificate not verified, refused or missing,
-// or TLS on one side only. A handshake cut short (EOF) is not one of them.
+// the same way every time: a certificate not verified or refused, or a
+// plaintext client of a TLS server. gRPC reports a failed handshake only
+// as text. A handshake cut short (EOF, reset) is not one of them.
 var tlsRefusals = []string{"x509:", "tls: bad certificate", "tls: unknown certificate", "tls: certificate required",
-	"tls: failed to verify", "first record does not look like a TLS handshake", "speaks TLS", "TLS client certificate"}
+	"tls: failed to verify", "first record does not look like a TLS handshake"}
+
+// lastingEtcd are etcd's refusals that waiting does not fix. Not among
+// them: rpctypes.ErrAuthOldRevision (the auth store changed under a token;
+// the client authenticates again) and rpctypes.ErrInvalidAuthToken.
+var lastingEtcd = []error{rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserNotFound,
+	rpctypes.ErrUserEmpty, rpctypes.ErrAuthNotEnabled}
 
 // lasting reports whether err is a refusal by etcd that waiting does not
-// fix: a wrong user or password, a permission denied or a failed TLS
-// verification. Anything else (no answer, unavailable) may pass.
+// fix: a wrong or missing user or password, a permission denied, TLS
+// settings that do not fit etcd's (naming.ErrTLS) or a failed TLS
+// verification. Anything else (no answer, unavailable, an old auth
+// revision) may pass.
 func lasting(err error) bool {
 	if err == nil {
 		return false
 	}
-	switch {
-	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrPermissionDenied),
-		errors.Is(err, rpctypes.ErrUserNotFound), errors.Is(err, rpctypes.ErrAuthOldRevision):
+	if errors.Is(err, naming.ErrTLS) {
 		return true
 	}
-	switch status.Code(err) {
-	case codes.PermissionDenied, codes.Unauthenticated:
+	// etcd's client converts its gRPC errors to rpctypes errors; Ping
+	// returns them as gRPC status errors.
+	etcdErr := err
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		etcdErr = rpctypes.Error(se.GRPCStatus().Err())
+	}
+	for _, e := range lastingEtcd {
+		if errors.Is(err, e) || errors.Is(etcdErr, e) {
+			return true
+		}
+	}
+	if status.Code(err) == codes.PermissionDenied {
 		return true
 	}
 	msg := err.Error()

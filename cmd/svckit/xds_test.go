@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"regexp"
 	"runtime"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -175,6 +178,72 @@ func TestXDSExitsOnRefusalsWaitingCannotFix(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("svckit xds with the right user: %v\n%s", err, errb.String())
+	}
+}
+
+// TestXDSExitsWithoutAUserOfEtcdWithAuth: svckit xds without a user (and
+// without a client certificate, whose name etcd would take for one) of an
+// etcd with auth enabled exits at once with one line saying so, instead of
+// waiting for an etcd that answers.
+func TestXDSExitsWithoutAUserOfEtcdWithAuth(t *testing.T) {
+	c := etcdtest.Start(t)
+	admin := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "root-pw"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("auth set-up step %d: %v", i, err)
+		}
+	}
+	t.Setenv("SVCKIT_ETCD_USER", "")
+	t.Setenv("SVCKIT_ETCD_PASSWORD", "")
+	var out, errb logsink.Buffer
+	start := time.Now()
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer rcancel()
+	err := run(rctx, []string{"xds", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0)}, &out, &errb)
+	took := time.Since(start)
+	t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), "user name is empty") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("want one line with %q, have %v\n%s", "user name is empty", err, errb.String())
+	}
+	if strings.Contains(out.String(), "serving on") {
+		t.Errorf("served: %s", out.String())
+	}
+	if took > 10*time.Second {
+		t.Errorf("took %s", took)
+	}
+}
+
+// TestLastingClassifiesEtcdErrors: lasting tells etcd's refusals that
+// waiting does not fix from those it does, by type as etcd's client
+// returns them (rpctypes errors) and as Ping does (gRPC status errors).
+func TestLastingClassifiesEtcdErrors(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("etcd [127.0.0.1:2379]: read services/: %w", err) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"user name is empty", wrap(rpctypes.ErrUserEmpty), true},
+		{"user name is empty, from Ping", wrap(rpctypes.ErrGRPCUserEmpty), true},
+		{"authentication failed", wrap(rpctypes.ErrAuthFailed), true},
+		{"permission denied, from Ping", wrap(rpctypes.ErrGRPCPermissionDenied), true},
+		{"TLS settings", wrap(fmt.Errorf("x: %w", naming.ErrTLS)), true},
+		{"old auth revision", wrap(rpctypes.ErrAuthOldRevision), false},
+		{"old auth revision, from Ping", wrap(rpctypes.ErrGRPCAuthOldRevision), false},
+		{"invalid auth token", wrap(rpctypes.ErrInvalidAuthToken), false},
+		{"no leader", wrap(rpctypes.ErrGRPCNoLeader), false},
+		{"connection reset", wrap(errors.New("no answer: read: connection reset by peer")), false},
+		{"deadline", wrap(context.DeadlineExceeded), false},
+	} {
+		if have := lasting(tc.err); have != tc.want {
+			t.Errorf("%s: lasting(%v): have %t, want %t", tc.name, tc.err, have, tc.want)
+		}
 	}
 }
 

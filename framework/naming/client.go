@@ -77,6 +77,8 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		c.Logger.Warn("etcd password sent in plaintext: use TLS to etcd (--etcd-ca or https://)", "endpoint", ep, "user", c.Username)
 	}
 	cli, err := clientv3.New(clientv3.Config{
+		// Ping reads how the client meets TLS from the client's context.
+		Context:              context.WithValue(context.Background(), tlsUseKey{}, tlsUseOf(c)),
 		Endpoints:            c.Endpoints,
 		DialTimeout:          c.DialTimeout,
 		DialKeepAliveTime:    10 * time.Second,
@@ -101,6 +103,26 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		return nil, fmt.Errorf("naming: etcd client for %v: %w", c.Endpoints, err)
 	}
 	return cli, nil
+}
+
+// tlsUseKey is the key of the client's context whose value, a tlsUse, says
+// how a client made by NewClient meets TLS.
+type tlsUseKey struct{}
+
+// tlsUse says whether a client dials etcd without TLS, or with TLS but no
+// client certificate.
+type tlsUse struct{ plaintext, certless bool }
+
+// tlsUseOf says how a client of c meets TLS: etcd's client dials every
+// endpoint with the scheme of the first (see passwordInClear).
+func tlsUseOf(c ClientConfig) tlsUse {
+	scheme, _, found := strings.Cut(c.Endpoints[0], "://")
+	plaintext := c.TLS == nil
+	if found {
+		plaintext = scheme != "https" && scheme != "unixs"
+	}
+	certless := c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetClientCertificate == nil)
+	return tlsUse{plaintext: plaintext, certless: !plaintext && certless}
 }
 
 // passwordInClear reports whether c sends a password without TLS to an
@@ -148,7 +170,9 @@ func loopback(ep string) bool {
 
 // Ping checks that etcd answers within ctx. If not, the error names the
 // endpoints and the last connection error, such as a refused TLS
-// handshake, rather than only the deadline.
+// handshake, rather than only the deadline. For a client made by NewClient
+// whose TLS settings explain the refusal, the error says so and wraps
+// ErrTLS.
 func Ping(ctx context.Context, cli *clientv3.Client) error {
 	var (
 		mu   sync.Mutex
@@ -175,23 +199,53 @@ func Ping(ctx context.Context, cli *clientv3.Client) error {
 	} else if status.Code(err) == codes.Unavailable {
 		err = errors.New(status.Convert(err).Message()) // a connection error
 	}
-	// A plaintext client of a TLS-only etcd sees only a connection that
-	// closes ("error reading server preface: EOF"): say why.
-	eps := cli.Endpoints()
-	if strings.Contains(err.Error(), "server preface") && !strings.HasPrefix(eps[0], "https://") && speaksTLS(eps[0]) {
-		err = fmt.Errorf("%w (etcd at %s speaks TLS, this client does not)", err, eps[0])
-	} else if refusedHandshake(err) && refusesCertless(eps[0]) {
-		// A client without a certificate that etcd requires sees the alert
-		// that says so, or, done with its side of a TLS 1.3 handshake and
-		// writing when etcd closes, only a broken pipe: say why. The alert
-		// "certificate required" means that none was sent.
-		why := "a TLS client certificate that it trusts"
-		if strings.Contains(err.Error(), "certificate required") {
-			why = "a TLS client certificate and none is configured"
-		}
-		err = fmt.Errorf("%w (etcd at %s requires %s: --etcd-cert, --etcd-key)", err, eps[0], why)
+	use, known := cli.Ctx().Value(tlsUseKey{}).(tlsUse)
+	if known {
+		err = explainTLS(err, cli.Endpoints()[0], use)
 	}
 	return fmt.Errorf("naming: etcd %v: %w", cli.Endpoints(), err)
+}
+
+// ErrTLS marks a Ping error that says why the TLS settings of the client
+// do not fit etcd's: a plaintext client of a TLS etcd, or a client without
+// a certificate that etcd requires. Waiting does not fix it.
+var ErrTLS = errors.New("naming: TLS settings do not fit etcd's")
+
+// tlsError is an error of Ping explained by the TLS settings: it reads as
+// msg and is both err and ErrTLS.
+type tlsError struct {
+	err error
+	msg string
+}
+
+func (e *tlsError) Error() string   { return e.msg }
+func (e *tlsError) Unwrap() []error { return []error{e.err, ErrTLS} }
+
+// explainTLS returns err, the last connection error of a client that meets
+// TLS as use says, with why etcd at ep refused it when the TLS settings
+// explain it; it probes ep only when they may. A client with a certificate
+// is never told that it lacks one: a reset or EOF is then etcd restarting,
+// not refusing.
+func explainTLS(err error, ep string, use tlsUse) error {
+	msg := err.Error()
+	switch {
+	case use.certless && (certAlert(err) || refusedHandshake(err) && refusesCertless(ep)):
+		// A client without a certificate that etcd requires sees the alert
+		// that says so (TLS 1.3 reads it with the server preface) or, done
+		// with its side of a TLS 1.3 handshake and writing when etcd
+		// closes, only a broken pipe: say why. The alert "certificate
+		// required" means that none was sent.
+		why := "a TLS client certificate that it trusts"
+		if strings.Contains(msg, "certificate required") {
+			why = "a TLS client certificate and none is configured"
+		}
+		return &tlsError{err, fmt.Sprintf("%s (etcd at %s requires %s: --etcd-cert, --etcd-key)", msg, ep, why)}
+	case use.plaintext && strings.Contains(msg, "server preface") && speaksTLS(ep):
+		// A plaintext client of a TLS-only etcd sees only a connection
+		// that closes ("error reading server preface: EOF"): say why.
+		return &tlsError{err, fmt.Sprintf("%s (etcd at %s speaks TLS, this client does not)", msg, ep)}
+	}
+	return err
 }
 
 // speaksTLS reports whether a TLS handshake with ep (host:port or
@@ -215,7 +269,9 @@ func speaksTLS(ep string) bool {
 
 // refusedHandshake reports whether err looks like a TLS handshake that the
 // server refused: an alert about the client's certificate, or a connection
-// that the server closed while the client wrote.
+// that the server closed while the client wrote. A connection closed by a
+// restarting etcd looks the same: only a client without a certificate may
+// take it for a refusal, and only when a probe is refused too.
 func refusedHandshake(err error) bool {
 	msg := err.Error()
 	for _, s := range []string{"certificate required", "bad certificate", "broken pipe", "connection reset", "EOF"} {
