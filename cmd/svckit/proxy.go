@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os/signal"
 	"strings"
@@ -37,6 +38,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.RegisterEtcdFlags(fs)
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest message forwarded either way, in bytes")
 	maxStreams := fs.Uint("max-streams", 1000, "calls in flight per client connection")
+	maxHeader := fs.Uint("max-header-bytes", 64<<10, "largest header list (method name and metadata, uncompressed) a client may send per call, in bytes")
 	maxBackends := fs.Int("max-backends", 256, "backend connections cached, one per service")
 	shutdown := fs.Duration("shutdown-timeout", cfg.ShutdownTimeout, "bound on the graceful stop (env SVCKIT_SHUTDOWN_TIMEOUT)")
 	policy := fs.String("balancer", lb.P2CEWMA, "load-balancing policy for the backends (a registered name: "+lb.P2CEWMA+", "+lb.WeightedRoundRobin+", "+lb.Random+", "+lb.ConsistentHash+", round_robin)")
@@ -58,6 +60,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *maxStreams == 0 || *maxStreams > 1<<31 {
 		return fmt.Errorf("proxy: --max-streams %d: want 1 to 2147483648", *maxStreams)
 	}
+	if *maxHeader == 0 || *maxHeader > math.MaxUint32 {
+		return fmt.Errorf("proxy: --max-header-bytes %d: want 1 to %d", *maxHeader, uint64(math.MaxUint32))
+	}
 	if (*tlsCert == "") != (*tlsKey == "") || (*tlsCA != "" && *tlsCert == "") {
 		return errors.New("proxy: --tls-cert and --tls-key go together, and --tls-ca needs both")
 	}
@@ -78,6 +83,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		proxy.WithLogger(log),
 		proxy.WithMaxMsgSize(*maxMsg),
 		proxy.WithMaxConcurrentStreams(uint32(*maxStreams)),
+		proxy.WithMaxHeaderListSize(uint32(*maxHeader)),
 		proxy.WithMaxBackends(*maxBackends),
 		proxy.WithShutdownTimeout(*shutdown),
 		proxy.WithDialOptions(framework.WithBalancer(lbName)),

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -31,7 +32,8 @@ import (
 // call to a registered App, answers an unknown service with Unimplemented,
 // and returns nil once stopped. It is given --balancer by the name the
 // policy had before the svckit_ prefix, which must still work, with a
-// warning.
+// warning, and --max-header-bytes 256 KiB, so a call with 128 KiB of
+// metadata (over the 64 KiB default) must pass.
 func TestProxyForwardsAndStops(t *testing.T) {
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
@@ -58,7 +60,7 @@ func TestProxyForwardsAndStops(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0), "--balancer", "p2c_ewma"}, &out, &errb)
+		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0), "--balancer", "p2c_ewma", "--max-header-bytes", "262144"}, &out, &errb)
 	}()
 	stopped := false
 	defer func() {
@@ -80,6 +82,10 @@ func TestProxyForwardsAndStops(t *testing.T) {
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	poll.Until(t, 10*time.Second, "Sleep through the proxy", func() bool { return testsvc.Sleep(cctx, cc, 0) == nil })
+	mctx := metadata.AppendToOutgoingContext(cctx, "x-big", strings.Repeat("b", 128<<10))
+	if err := testsvc.Sleep(mctx, cc, 0); err != nil {
+		t.Fatalf("Sleep with 128 KiB of metadata, --max-header-bytes 262144: %v", err)
+	}
 	err = cc.Invoke(cctx, "/nope.Nope/Call", &emptypb.Empty{}, &emptypb.Empty{})
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("unknown service: have %v, want Unimplemented", err)
@@ -105,6 +111,8 @@ func TestProxyRefusesBadFlags(t *testing.T) {
 		{"--listen", "nowhere"},
 		{"--max-msg-size", "0"},
 		{"--max-streams", "0"},
+		{"--max-header-bytes", "0"},
+		{"--max-header-bytes", "4294967296"},
 		{"--max-backends", "-1"},
 		{"--prefix", "services"},
 		{"--shutdown-timeout", "soon"},

@@ -52,9 +52,13 @@ type endpointStats struct {
 	mu   sync.Mutex // serialises observe
 	last int64      // nanotime of the last sample
 	// penalised says that ewma holds a failure penalty that no successful
-	// call has answered yet, and base what ewma was before it (0: cold).
+	// call has answered yet, base what ewma was before it (0: cold),
+	// baseAt the nanotime of base's last sample, and penaltyAt the nanotime
+	// of the latest failure.
 	penalised bool
 	base      float64
+	baseAt    int64
+	penaltyAt int64
 }
 
 func newEndpointStats() *endpointStats { return &endpointStats{} }
@@ -82,12 +86,15 @@ func decay(x float64) float64 {
 // one pulls it down with weight 1-e^(-Δt/τ), or replaces it when the
 // estimate is older than staleAfter.
 //
-// A stream that did not fail and got an answer from the endpoint (it ended
-// OK, or the caller ended it after a response) puts back the estimate the
-// endpoint had before a failure penalty that nothing has diluted since:
-// streams take no samples, so without this one failed stream would keep
-// an endpoint that serves only streams at failPenalty, and out of every
-// pick but the forced ones, for good.
+// A stream that did not fail, got an answer from the endpoint (it ended
+// OK, or the caller ended it after a response) and started after the
+// latest failure puts back the estimate the endpoint had before a failure
+// penalty that nothing has diluted since, or clears it (cold) if that
+// estimate is older than staleAfter: streams take no samples, so without
+// this one failed stream would keep an endpoint that serves only streams
+// at failPenalty, and out of every pick but the forced ones, for good. A
+// stream opened before the failure says nothing of the endpoint since,
+// so it leaves the penalty in place.
 func (s *endpointStats) observe(now int64, rtt time.Duration, failed, answered bool, kind callKind) {
 	s.calls.Add(1)
 	s.failing.Store(failed)
@@ -100,17 +107,22 @@ func (s *endpointStats) observe(now int64, rtt time.Duration, failed, answered b
 	switch {
 	case failed:
 		if !s.penalised {
-			s.penalised, s.base = true, prev
+			s.penalised, s.base, s.baseAt = true, prev, s.last
 		}
+		s.penaltyAt = now
 		if kind == kindStream {
 			rtt = failPenalty
 		} else {
 			rtt = max(rtt, failPenalty)
 		}
 	case kind == kindStream:
-		if s.penalised && answered {
+		if started := now - int64(rtt); s.penalised && answered && started > s.penaltyAt {
 			s.penalised = false
-			s.ewma.Store(math.Float64bits(s.base))
+			restored := s.base
+			if now-s.baseAt > int64(staleAfter) {
+				restored = 0
+			}
+			s.ewma.Store(math.Float64bits(restored))
 		}
 		return
 	default:

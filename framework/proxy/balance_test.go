@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/svckit/svckit/framework/proxy"
 )
 
 // The feed service is written by hand, like internal/testsvc, so no
@@ -170,24 +172,29 @@ func TestProxyLongStreamOfUnlinkedServiceDoesNotStarve(t *testing.T) {
 
 // TestMaxHeaderListSize: the proxy refuses a call whose headers exceed
 // 64 KiB (grpc-go would take 16 MiB) and forwards one with 32 KiB of
-// metadata.
+// metadata; with WithMaxHeaderListSize(256 KiB) it forwards 128 KiB.
 func TestMaxHeaderListSize(t *testing.T) {
 	c, cli := startEtcd(t)
 	startProbe(t, c, cli)
 	p, addr := startProxy(t, cli)
 	waitRoute(t, p, echoService, "probe")
-	cc := dialProxy(t, addr)
+	big, bigAddr := startProxy(t, cli, proxy.WithMaxHeaderListSize(256<<10))
+	waitRoute(t, big, echoService, "probe")
+	cc, bigCC := dialProxy(t, addr), dialProxy(t, bigAddr)
 	for _, tc := range []struct {
 		name string
+		cc   *grpc.ClientConn
 		size int
 		want codes.Code
 	}{
-		{"32 KiB of metadata", 32 << 10, codes.OK},
-		{"128 KiB of metadata", 128 << 10, codes.Internal},
+		{"default: 32 KiB of metadata", cc, 32 << 10, codes.OK},
+		{"default: 128 KiB of metadata", cc, 128 << 10, codes.Internal},
+		{"256 KiB limit: 128 KiB of metadata", bigCC, 128 << 10, codes.OK},
+		{"256 KiB limit: 512 KiB of metadata", bigCC, 512 << 10, codes.Internal},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-big", strings.Repeat("b", tc.size))
-		err := cc.Invoke(ctx, "/svckit.test.Test/Sleep", durationpb.New(0), new(emptypb.Empty), grpc.WaitForReady(true))
+		err := tc.cc.Invoke(ctx, "/svckit.test.Test/Sleep", durationpb.New(0), new(emptypb.Empty), grpc.WaitForReady(true))
 		cancel()
 		if have := status.Code(err); have != tc.want {
 			t.Errorf("%s: have %v, want %v", tc.name, err, tc.want)

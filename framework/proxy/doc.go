@@ -20,8 +20,8 @@
 //
 // The proxy accepts at most 64 KiB of headers a call (method name and
 // metadata; grpc-go's default is 16 MiB); a larger call fails at the
-// client with codes.Internal. WithServerOption(grpc.MaxHeaderListSize(n))
-// changes it.
+// client with codes.Internal, before any backend is picked.
+// WithMaxHeaderListSize changes it.
 //
 // The parts: a routing table fed by one resolver over the whole key prefix
 // (routes.go), a bounded cache of one *grpc.ClientConn per svckit service

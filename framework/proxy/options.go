@@ -19,6 +19,7 @@ type options struct {
 	logger          *slog.Logger
 	maxMsgSize      int
 	maxStreams      uint32
+	maxHeaderBytes  uint32
 	maxBackends     int
 	shutdownTimeout time.Duration
 	dial            []framework.DialOption
@@ -31,6 +32,7 @@ func defaultOptions() options {
 		logger:          slog.Default(),
 		maxMsgSize:      4 << 20,
 		maxStreams:      1000,
+		maxHeaderBytes:  64 << 10,
 		maxBackends:     256,
 		shutdownTimeout: 15 * time.Second,
 	}
@@ -52,6 +54,19 @@ func WithMaxMsgSize(n int) Option { return func(o *options) { o.maxMsgSize = n }
 // WithMaxConcurrentStreams bounds the calls in flight on each client
 // connection; default 1000, as the App's.
 func WithMaxConcurrentStreams(n uint32) Option { return func(o *options) { o.maxStreams = n } }
+
+// WithMaxHeaderListSize bounds the headers of each call a client sends
+// (method name and metadata, uncompressed, as HTTP/2
+// SETTINGS_MAX_HEADER_LIST_SIZE counts them); default 64 KiB, where grpc-go
+// allows 16 MiB: a proxy faces callers it does not know, and 64 KiB is
+// Envoy's default (60 KiB) rounded up, room for large tokens. A grpc-go
+// client refuses to send more (codes.Internal); the server resets any other
+// client's stream. Either way the call never reaches a backend, so it does
+// not count against any backend instance. The backends have limits of their
+// own (grpc-go's default: 16 MiB): raising this above theirs moves the
+// refusal to the proxy's call to the backend, which does count as that
+// instance failing.
+func WithMaxHeaderListSize(n uint32) Option { return func(o *options) { o.maxHeaderBytes = n } }
 
 // WithMaxBackends bounds the cached backend connections, one per svckit
 // service; default 256. When full, the idle connection used least recently
@@ -86,6 +101,8 @@ func (o options) validate() error {
 		return fmt.Errorf("proxy: max message size %d must be positive", o.maxMsgSize)
 	case o.maxStreams == 0:
 		return fmt.Errorf("proxy: max concurrent streams must be positive")
+	case o.maxHeaderBytes == 0:
+		return fmt.Errorf("proxy: max header list size must be positive")
 	case o.maxBackends <= 0:
 		return fmt.Errorf("proxy: max backends %d must be positive", o.maxBackends)
 	case o.shutdownTimeout <= 0:

@@ -33,13 +33,6 @@ import (
 // while etcd is unreachable at start.
 const syncWait = 10 * time.Second
 
-// maxHeaderListSize bounds the headers of each call a client sends (method
-// name and metadata, uncompressed, as HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE
-// counts them), where grpc-go allows 16 MiB: a proxy faces callers it does
-// not know. 64 KiB is Envoy's default (60 KiB) rounded up, room for large
-// tokens; raise it with WithServerOption(grpc.MaxHeaderListSize(n)).
-const maxHeaderListSize = 64 << 10
-
 // Proxy forwards gRPC calls to the svckit services registered in etcd. Build
 // it with New and run it with Serve.
 type Proxy struct {
@@ -84,7 +77,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Proxy, error) {
 		grpc.MaxRecvMsgSize(o.maxMsgSize),
 		grpc.MaxSendMsgSize(o.maxMsgSize),
 		grpc.MaxConcurrentStreams(o.maxStreams),
-		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.MaxHeaderListSize(o.maxHeaderBytes),
 		// As the App: clients dialled like framework.Dial ping every 10s.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}

@@ -388,6 +388,7 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		"zero msg size":    {proxy.WithMaxMsgSize(0)},
 		"zero streams":     {proxy.WithMaxConcurrentStreams(0)},
 		"zero backends":    {proxy.WithMaxBackends(0)},
+		"zero header size": {proxy.WithMaxHeaderListSize(0)},
 		"zero shutdown":    {proxy.WithShutdownTimeout(0)},
 		"prefix without /": {proxy.WithPrefix("services")},
 		"empty prefix":     {proxy.WithPrefix("")},
