@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -102,51 +101,5 @@ func startTCPFront(t *testing.T, target string, reset func() bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := lis.Accept()
-			if err != nil {
-				return // closed
-			}
-			if reset() {
-				_ = in.(*net.TCPConn).SetLinger(0)
-				_ = in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			for _, p := range [][2]net.Conn{{in, out}, {out, in}} {
-				go func() {
-					defer wg.Done()
-					_, _ = io.Copy(p[0], p[1])
-					_ = p[0].Close()
-					_ = p[1].Close()
-				}()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = lis.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return lis.Addr().String()
+	return serveFront(t, lis, target, reset)
 }

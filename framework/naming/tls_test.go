@@ -153,16 +153,19 @@ func startTLSFront(t *testing.T, certs etcdtest.Certs, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveFront(t, lis, target, nil)
+}
+
+// serveFront forwards each connection accepted on lis to target, except
+// those accepted while reset() holds (reset may be nil), which it resets.
+// It stops when t ends, and returns lis's address.
+func serveFront(t *testing.T, lis net.Listener, target string, reset func() bool) string {
+	t.Helper()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		conns []net.Conn
 	)
-	track := func(cs ...net.Conn) {
-		mu.Lock()
-		conns = append(conns, cs...)
-		mu.Unlock()
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -171,12 +174,21 @@ func startTLSFront(t *testing.T, certs etcdtest.Certs, target string) string {
 			if err != nil {
 				return // closed
 			}
+			if reset != nil && reset() {
+				if tc, ok := in.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				_ = in.Close()
+				continue
+			}
 			out, err := net.Dial("tcp", target)
 			if err != nil {
 				_ = in.Close()
 				continue
 			}
-			track(in, out)
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
 			wg.Add(2)
 			for _, p := range [][2]net.Conn{{in, out}, {out, in}} {
 				go func() {
