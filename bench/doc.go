@@ -91,8 +91,8 @@
 //     and the service marked idempotent, with everything else Dial and the
 //     App add: otelgrpc stats handlers, Prometheus, logging and recovery
 //     interceptors, the retry policy, client-side health checking,
-//     keepalive. trace=off leaves bare without stats handlers and svckit on
-//     the global (unset, so no-op) tracer provider; trace=on gives both an
+//     keepalive. trace=off leaves bare without stats handlers and svckit
+//     without a tracer provider (no tracing); trace=on gives both an
 //     SDK tracer provider that samples every span and exports them in
 //     batches to a discarding exporter (otelgrpc handlers on both sides for
 //     bare, WithTracerProvider and WithDialTracerProvider for svckit).

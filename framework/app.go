@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/orca"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/svckit/svckit/framework/internal/tracing"
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
 )
@@ -83,7 +84,6 @@ func New(name string, opts ...Option) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	o.tracerProvider = tracerProvider(o.tracerProvider)
 	log := o.logger.With("service", name)
 	a := &App{
 		name:    name,
@@ -98,9 +98,8 @@ func New(name string, opts ...Option) (*App, error) {
 	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
-	if o.tracerProvider != nil {
-		t := newTracing(o.tracerProvider)
-		unary, stream = append(unary, t.unaryServer()), append(stream, t.streamServer())
+	if t := tracing.New(o.tracerProvider); t != nil {
+		unary, stream = append(unary, t.UnaryServer()), append(stream, t.StreamServer())
 	}
 	unary = append(append(unary, srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log)), o.unary...)
 	stream = append(append(stream, srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log)), o.stream...)

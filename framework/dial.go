@@ -10,8 +10,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/svckit/svckit/framework/internal/tracing"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 )
@@ -98,8 +97,8 @@ func WithTransportCredentials(c credentials.TransportCredentials) DialOption {
 	return func(o *dialOptions) { o.creds = c }
 }
 
-// WithDialTracerProvider sets the tracer provider of the client stats
-// handler; default the global one.
+// WithDialTracerProvider turns tracing of the calls made on, with tp; off
+// by default (pass otel.GetTracerProvider() for the global one).
 func WithDialTracerProvider(tp trace.TracerProvider) DialOption {
 	return func(o *dialOptions) { o.tp = tp }
 }
@@ -176,10 +175,9 @@ func Dial(ctx context.Context, service string, opts ...DialOption) (*grpc.Client
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 	}
-	if tp := tracerProvider(o.tp); tp != nil {
-		t := newTracing(tp)
-		o.unary = append([]grpc.UnaryClientInterceptor{t.unaryClient()}, o.unary...)
-		o.stream = append([]grpc.StreamClientInterceptor{t.streamClient()}, o.stream...)
+	if t := tracing.New(o.tp); t != nil {
+		o.unary = append([]grpc.UnaryClientInterceptor{t.UnaryClient()}, o.unary...)
+		o.stream = append([]grpc.StreamClientInterceptor{t.StreamClient()}, o.stream...)
 	}
 	dopts = append(dopts, grpc.WithChainUnaryInterceptor(o.unary...), grpc.WithChainStreamInterceptor(o.stream...))
 	cc, err := grpc.NewClient(target, append(dopts, o.grpcOpts...)...)
@@ -207,31 +205,6 @@ func (o dialOptions) etcdString() string {
 		return fmt.Sprintf("etcd %v ", o.client.Endpoints())
 	}
 	return fmt.Sprintf("etcd %v ", o.etcd.Endpoints)
-}
-
-// tracerProvider returns tp, else the global tracer provider if the
-// program installed one, else nil: with no provider anywhere, the stats
-// handler would cost about a sixth of a small call's throughput to record
-// nothing. Install the global provider before New or Dial.
-func tracerProvider(tp trace.TracerProvider) trace.TracerProvider {
-	if tp != nil {
-		return tp
-	}
-	g := otel.GetTracerProvider()
-	if fmt.Sprintf("%T", g) == "*global.tracerProvider" { // the unset default
-		return nil
-	}
-	return g
-}
-
-// propagator returns the global OTel propagator if the program set one, and
-// W3C trace context with baggage otherwise: the global default propagates
-// nothing.
-func propagator() propagation.TextMapPropagator {
-	if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
-		return p
-	}
-	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }
 
 // serviceConfig builds the default service config: the balancer, health

@@ -107,8 +107,9 @@ func WithRegistrar(f RegistrarFunc) Option { return func(o *options) { o.registr
 // the configuration. The App does not close it.
 func WithEtcdClient(cli *clientv3.Client) Option { return func(o *options) { o.etcdClient = cli } }
 
-// WithTracerProvider sets the tracer provider of the gRPC server; default
-// the global one. If it has ForceFlush, the App flushes it on stop.
+// WithTracerProvider turns tracing of the calls served on, with tp; off by
+// default (pass otel.GetTracerProvider() for the global one). If tp has
+// ForceFlush, the App flushes it on stop.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) { o.tracerProvider = tp }
 }
