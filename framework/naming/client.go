@@ -168,7 +168,8 @@ func loopback(ep string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Ping checks that etcd answers within ctx. If not, the error names the
+// Ping checks that etcd answers within ctx; a denied read (etcd's RBAC)
+// is an answer. If not, the error names the
 // endpoints and the last connection error, such as a refused TLS
 // handshake, rather than only the deadline. For a client made by NewClient
 // whose TLS settings explain the refusal, the error says so and wraps
@@ -186,7 +187,9 @@ func Ping(ctx context.Context, cli *clientv3.Client) error {
 		}
 	})
 	_, err := pb.NewKVClient(cli.ActiveConnection()).Range(ctx, &pb.RangeRequest{Key: []byte("svckit-ping"), CountOnly: true}, onFinish)
-	if err == nil {
+	if err == nil || status.Code(err) == codes.PermissionDenied {
+		// A user whose role reads only the prefix is denied the ping's
+		// key: etcd answered, and authenticated the user.
 		return nil
 	}
 	mu.Lock()
