@@ -1,0 +1,319 @@
+package overload
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/svckit/svckit/internal/poll"
+	"github.com/svckit/svckit/internal/testsvc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// writeTree writes files (path → content) under a new directory, as a
+// root for WithCgroupRoot.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, content := range files {
+		p = filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestCgroupCores(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		cores float64
+		ok    bool
+		err   string
+	}{
+		{"v2 quota on the process's cgroup", map[string]string{
+			"proc/self/cgroup":                       "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/cpu.max": "100000 100000\n",
+		}, 1, true, ""},
+		{"v2 quota on an ancestor", map[string]string{
+			"proc/self/cgroup":                       "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/cpu.max": "max 100000\n",
+			"sys/fs/cgroup/kubepods/pod1/cpu.max":    "150000 100000\n",
+		}, 1.5, true, ""},
+		{"v2 without quota", map[string]string{
+			"proc/self/cgroup":      "0::/\n",
+			"sys/fs/cgroup/cpu.max": "max 100000\n",
+		}, 0, false, ""},
+		{"v1 cpu,cpuacct", map[string]string{
+			"proc/self/cgroup": "4:memory:/x\n3:cpu,cpuacct:/docker/abc\n0::/\n",
+			"sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us":  "50000\n",
+			"sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+		}, 0.5, true, ""},
+		{"v1 without quota", map[string]string{
+			"proc/self/cgroup":                    "1:cpu:/\n",
+			"sys/fs/cgroup/cpu/cpu.cfs_quota_us":  "-1\n",
+			"sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
+		}, 0, false, ""},
+		{"no cgroups", map[string]string{}, 0, false, ""},
+		{"malformed cpu.max", map[string]string{
+			"proc/self/cgroup":      "0::/\n",
+			"sys/fs/cgroup/cpu.max": "lots 100000\n",
+		}, 0, false, "cpu.max"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cores, ok, err := cgroupCores(writeTree(t, tc.files))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || ok != tc.ok || cores != tc.cores {
+				t.Fatalf("cores %v ok %v err %v, want %v %v", cores, ok, err, tc.cores, tc.ok)
+			}
+		})
+	}
+	if _, _, err := cgroupCores("/"); err != nil {
+		t.Fatalf("this machine's cgroup: %v", err)
+	}
+}
+
+// clock is a settable time for the limiter.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func newClock() *clock               { return &clock{t: time.Unix(1_000_000, 0)} }
+func (l *Limiter) useClock(c *clock) { l.now = c.now }
+func mustNew(t *testing.T, opts ...Option) *Limiter {
+	t.Helper()
+	l, err := New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// serve completes n calls of latency rt in each of the next buckets.
+func serve(l *Limiter, c *clock, buckets, n int, rt time.Duration) {
+	for range buckets {
+		for range n {
+			done, ok := l.Allow("/p.S/M")
+			if !ok {
+				panic("shed while filling")
+			}
+			c.add(rt)
+			done()
+			c.add(-rt)
+		}
+		c.add(l.bucket)
+	}
+}
+
+// The limit is Little's law over the window; calls over it are shed only
+// while the CPU is busy or within a second of the last shed; Critical and
+// the health service never, Sheddable at three quarters.
+func TestLimitSheds(t *testing.T) {
+	c := newClock()
+	l := mustNew(t, WithCgroupRoot(t.TempDir()), WithPriority(func(m string) Priority {
+		switch m {
+		case "/p.S/Batch":
+			return Sheddable
+		case "/p.S/Admin":
+			return Critical
+		}
+		return Normal
+	}))
+	l.useClock(c)
+	if got := l.Stats().Limit; got != 0 {
+		t.Fatalf("limit before any call %d, want 0 (unknown)", got)
+	}
+	serve(l, c, 10, 100, 10*time.Millisecond) // 1,000 calls/s of 10 ms: 10 in flight
+	if got := l.Stats().Limit; got != 10 {
+		t.Fatalf("limit %d, want 10", got)
+	}
+	var held []func()
+	hold := func(n int) {
+		for range n {
+			done, ok := l.Allow("/p.S/M")
+			if !ok {
+				t.Fatalf("shed at %d in flight with the CPU idle", l.Stats().InFlight)
+			}
+			held = append(held, done)
+		}
+	}
+	hold(20) // CPU idle: the limit does not apply
+	for _, d := range held {
+		d()
+	}
+	held = nil
+
+	l.setCPU(0.9)
+	hold(8)
+	if _, ok := l.Allow("/p.S/Batch"); ok {
+		t.Fatal("a sheddable call admitted at 8 in flight of 10")
+	}
+	hold(2)
+	for _, m := range []string{"/p.S/M", "/p.S/Batch"} {
+		if _, ok := l.Allow(m); ok {
+			t.Fatalf("%s admitted at the limit with the CPU busy", m)
+		}
+	}
+	if l.AllowStream("/p.S/Watch") {
+		t.Fatal("a stream opened at the limit with the CPU busy")
+	}
+	for _, m := range []string{"/p.S/Admin", "/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"} {
+		done, ok := l.Allow(m)
+		if !ok {
+			t.Fatalf("%s shed", m)
+		}
+		done()
+	}
+	if got := l.Stats().Shed; got != 4 {
+		t.Fatalf("shed %d, want 4", got)
+	}
+
+	l.setCPU(0.1) // within a second of the last shed: still shedding
+	c.add(500 * time.Millisecond)
+	if _, ok := l.Allow("/p.S/M"); ok {
+		t.Fatal("admitted over the limit 0.5s after a shed")
+	}
+	c.add(1100 * time.Millisecond) // the window has moved on too: no limit
+	if got := l.Stats().Limit; got != 0 {
+		t.Fatalf("limit %d after an empty window, want 0", got)
+	}
+	hold(1)
+	for _, d := range held {
+		d()
+	}
+	if got := l.Stats().InFlight; got != 0 {
+		t.Fatalf("in flight %d after every call ended", got)
+	}
+}
+
+// The CPU share is of what the cgroup allows: one goroutine busy is over
+// the threshold under a quarter-core quota, and under it on this machine's
+// cores.
+func TestCPUShareOfTheCgroupQuota(t *testing.T) {
+	quarter := writeTree(t, map[string]string{
+		"proc/self/cgroup":      "0::/\n",
+		"sys/fs/cgroup/cpu.max": "25000 100000\n",
+	})
+	for _, tc := range []struct {
+		name string
+		root string
+		busy bool
+	}{
+		{"quarter core", quarter, true},
+		// One goroutine of NumCPU cores: under the threshold, unless the
+		// machine has one core.
+		{"the machine", t.TempDir(), runtime.NumCPU() == 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := mustNew(t, WithCgroupRoot(tc.root))
+			l.cfg.sample = 50 * time.Millisecond
+			if tc.root == quarter && l.Stats().Cores != 0.25 {
+				t.Fatalf("cores %v, want 0.25", l.Stats().Cores)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			var stop atomic.Bool
+			wg.Go(func() { _ = l.Run(ctx) })
+			wg.Go(func() {
+				for x := 0; !stop.Load(); x++ { // one goroutine busy
+				}
+			})
+			defer func() { stop.Store(true); cancel(); wg.Wait() }()
+			if tc.busy {
+				poll.Until(t, 5*time.Second, "CPU share over 0.8", func() bool { return l.CPU() >= 0.8 })
+				return
+			}
+			deadline := time.Now().Add(600 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				if u := l.CPU(); u >= 0.8 {
+					t.Fatalf("CPU share %v with one goroutine busy of %v cores", u, l.Stats().Cores)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadSettings(t *testing.T) {
+	for _, o := range []Option{WithCPUThreshold(0), WithCPUThreshold(1.5), WithWindow(time.Second, 1), WithWindow(time.Millisecond, 10)} {
+		if _, err := New(o); err == nil || !strings.HasPrefix(err.Error(), "overload: ") {
+			t.Errorf("err %v, want an overload: error", err)
+		}
+	}
+	if _, err := New(WithCgroupRoot(writeTree(t, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "x y"}))); err == nil {
+		t.Error("a malformed cpu.max accepted")
+	}
+}
+
+// On a real gRPC server: a call over the limit fails at once with
+// RESOURCE_EXHAUSTED while the health check still answers; a PanicStream
+// opened over the limit is shed before its handler (which would panic).
+func TestGRPCShedsOverTheLimitButNotHealth(t *testing.T) {
+	c := newClock()
+	l := mustNew(t, WithCgroupRoot(t.TempDir()))
+	l.useClock(c)
+	serve(l, c, 10, 10, 20*time.Millisecond) // 100 calls/s of 20 ms: limit max(2, cores)
+	limit := l.Stats().Limit
+	l.setCPU(1)
+	addr := testsvc.Serve(t, grpc.ChainUnaryInterceptor(l.UnaryServerInterceptor()), grpc.ChainStreamInterceptor(l.StreamServerInterceptor()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hold, release := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Go(func() { _ = testsvc.Sleep(hold, cc, time.Minute) })
+	}
+	poll.Until(t, 10*time.Second, "the limit's calls in flight", func() bool { return l.Stats().InFlight == limit })
+	start := time.Now()
+	err = testsvc.Sleep(ctx, cc, time.Minute)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("call over the limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the shed call took %s", d)
+	}
+	if err := testsvc.PanicStream(ctx, cc); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("stream over the limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check at the limit: %v %v", resp, err)
+	}
+	release()
+	wg.Wait()
+	poll.Until(t, 10*time.Second, "no call in flight", func() bool { return l.Stats().InFlight == 0 })
+	if err := testsvc.Sleep(ctx, cc, time.Millisecond); err != nil {
+		t.Fatalf("call under the limit: %v", err)
+	}
+}
