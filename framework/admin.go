@@ -35,7 +35,8 @@ func (a *App) adminHandler() http.Handler {
 	return mux
 }
 
-// registrarCollector exports the state of the etcd registrar.
+// registrarCollector exports the state of the registrar: whether it is
+// registered, and with RegistrarStatus its counts and keepalive age.
 type registrarCollector struct {
 	a                               *App
 	registered, regs, losses, kaAge *prometheus.Desc
@@ -44,7 +45,7 @@ type registrarCollector struct {
 func newRegistrarCollector(a *App) *registrarCollector {
 	return &registrarCollector{
 		a:          a,
-		registered: prometheus.NewDesc("svckit_registered", "1 while the instance's etcd record is live.", nil, nil),
+		registered: prometheus.NewDesc("svckit_registered", "1 while the instance's record is live.", nil, nil),
 		regs:       prometheus.NewDesc("svckit_registrations_total", "Puts of the instance's etcd record, the first included.", nil, nil),
 		losses:     prometheus.NewDesc("svckit_registration_losses_total", "Losses of the lease or the key, each followed by registering again.", nil, nil),
 		kaAge:      prometheus.NewDesc("svckit_keepalive_age_seconds", "Seconds since the last lease keepalive response.", nil, nil),
@@ -68,11 +69,11 @@ func (c *registrarCollector) Collect(ch chan<- prometheus.Metric) {
 		v = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.registered, prometheus.GaugeValue, v)
-	er, ok := reg.(etcdRegistrar)
+	rs, ok := reg.(RegistrarStatus)
 	if !ok {
 		return
 	}
-	st := er.Status()
+	st := rs.Status()
 	ch <- prometheus.MustNewConstMetric(c.regs, prometheus.CounterValue, float64(st.Registrations))
 	ch <- prometheus.MustNewConstMetric(c.losses, prometheus.CounterValue, float64(st.Losses))
 	if !st.LastKeepAlive.IsZero() {
@@ -80,7 +81,8 @@ func (c *registrarCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// etcdRegistrar adapts naming.Registrar to Registrar.
+// etcdRegistrar adapts naming.Registrar to Registrar; its Status makes it a
+// RegistrarStatus.
 type etcdRegistrar struct{ *naming.Registrar }
 
 func (r etcdRegistrar) Registered() bool {

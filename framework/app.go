@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -21,24 +19,22 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/orca"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/svckit/svckit/framework/internal/tracing"
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // App is a gRPC service that registers itself in etcd while it serves.
 type App struct {
-	name    string
-	cfg     Config
-	opts    options
-	log     *slog.Logger
-	grpc    *grpc.Server
-	health  *health.Server
-	metrics *prometheus.Registry
+	name       string
+	opts       options
+	log        *slog.Logger
+	grpc       *grpc.Server
+	health     *health.Server
+	metrics    *prometheus.Registry
+	srvMetrics *grpcprom.ServerMetrics
 
 	actors []actor
 
@@ -49,8 +45,6 @@ type App struct {
 	started  chan struct{}
 	ran      bool
 	stopping atomic.Bool
-
-	srvMetrics *grpcprom.ServerMetrics
 }
 
 type actor struct {
@@ -69,97 +63,62 @@ func New(name string, opts ...Option) (*App, error) {
 	if err := naming.ValidateService(name); err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}
-	if err := o.validate(); err != nil {
+	if err := o.resolve(); err != nil {
 		return nil, err
 	}
-	var cfg Config
-	if o.config != nil {
-		cfg = *o.config
-	} else {
-		cfg = DefaultConfig()
-		if err := cfg.ApplyEnv(nil); err != nil {
-			return nil, fmt.Errorf("framework: %w", err)
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("framework: %w", err)
-	}
-	log := o.logger.With("service", name)
 	a := &App{
-		name:    name,
-		cfg:     cfg,
-		opts:    o,
-		log:     log,
-		health:  health.NewServer(),
-		metrics: prometheus.NewRegistry(),
-		started: make(chan struct{}),
+		name:       name,
+		opts:       o,
+		log:        o.logger.With("service", name),
+		health:     health.NewServer(),
+		metrics:    prometheus.NewRegistry(),
+		srvMetrics: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+		started:    make(chan struct{}),
 	}
-
-	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	var unary []grpc.UnaryServerInterceptor
-	var stream []grpc.StreamServerInterceptor
-	if t := tracing.New(o.tracerProvider); t != nil {
-		unary, stream = append(unary, t.UnaryServer()), append(stream, t.StreamServer())
-	}
-	unary = append(append(unary, srvMetrics.UnaryServerInterceptor(), logUnary(log), recoverUnary(log)), o.unary...)
-	stream = append(append(stream, srvMetrics.StreamServerInterceptor(), logStream(log), recoverStream(log)), o.stream...)
 	var load *loadReporter
 	if o.orca {
 		load = newLoadReporter()
-		unary, stream = append([]grpc.UnaryServerInterceptor{load.unary()}, unary...), append([]grpc.StreamServerInterceptor{load.stream()}, stream...)
 	}
-	sopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-		grpc.MaxConcurrentStreams(o.maxStreams),
-		grpc.MaxRecvMsgSize(o.maxRecvMsgSize),
-		grpc.MaxSendMsgSize(o.maxSendMsgSize),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// Connections are recycled after about 30 minutes (gRPC adds ±10 %
-		// jitter), so that clients rebalance onto instances started since,
-		// with 5 minutes for the calls in flight to end.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
-			MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 5 * time.Minute}),
+	sopts, err := a.serverOptions(load)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.TLSCert != "" {
+	a.grpc = grpc.NewServer(sopts...)
+	if load != nil {
+		if err := a.serveORCA(load); err != nil {
+			return nil, err
+		}
+	}
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	a.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.srvMetrics,
+		newRegistrarCollector(a),
+	)
+	return a, nil
+}
+
+// serverOptions returns the options of the gRPC server, later ones winning:
+// the interceptor chain, the limits, the keepalive policy, TLS, the user's
+// (WithServerOption), then ORCA's (load is nil without WithORCA).
+func (a *App) serverOptions(load *loadReporter) ([]grpc.ServerOption, error) {
+	unary, stream := a.interceptors(load)
+	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
+	sopts = append(append(sopts, a.opts.limits.ServerOptions()...), serve.Keepalive()...)
+	if cfg := a.opts.config; cfg.TLSCert != "" {
 		creds, err := ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
 		if err != nil {
 			return nil, fmt.Errorf("framework: %w", err)
 		}
 		sopts = append(sopts, grpc.Creds(creds))
 	}
-	sopts = append(sopts, o.serverOptions...)
+	sopts = append(sopts, a.opts.serverOptions...)
 	if load != nil {
-		// The ORCA interceptors attach a report to the trailer only of
-		// calls whose handler asked for the call's recorder: ask for it.
-		sopts = append(sopts, orca.CallMetricsServerOption(load.rec),
-			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				orca.CallMetricsRecorderFromContext(ctx)
-				return h(ctx, req)
-			}),
-			grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-				orca.CallMetricsRecorderFromContext(ss.Context())
-				return h(srv, ss)
-			}))
+		sopts = append(sopts, load.serverOptions()...)
 	}
-	a.grpc = grpc.NewServer(sopts...)
-	if load != nil {
-		if err := orca.Register(a.grpc, orca.ServiceOptions{ServerMetricsProvider: load.rec}); err != nil {
-			return nil, fmt.Errorf("framework: orca: %w", err)
-		}
-		a.Add("orca", load.run, func(error) { close(load.stop) })
-	}
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	reflection.Register(a.grpc)
-
-	a.metrics.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		srvMetrics,
-		newRegistrarCollector(a),
-	)
-	a.srvMetrics = srvMetrics
-	return a, nil
+	return sopts, nil
 }
 
 // GRPC returns the server to register handlers on before Run.
@@ -223,8 +182,8 @@ func (a *App) readiness() (ready bool, detail string) {
 	}
 	reg := a.registrar()
 	state := "not registered"
-	if er, ok := reg.(etcdRegistrar); ok {
-		st := er.Status()
+	if rs, ok := reg.(RegistrarStatus); ok {
+		st := rs.Status()
 		state = st.State.String()
 		if st.State != naming.StateRegistered && st.LastError != nil {
 			state += " (" + st.LastError.Error() + ")"
@@ -262,327 +221,48 @@ func (a *App) registrar() Registrar {
 // second signal.
 func (a *App) Run(ctx context.Context) (err error) {
 	a.mu.Lock()
-	if a.ran {
-		a.mu.Unlock()
-		return errors.New("framework: Run called twice")
-	}
+	ran := a.ran
 	a.ran = true
 	a.mu.Unlock()
-
-	// Listen first: a bad address fails before anything is registered.
-	lis, err := net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+	if ran {
+		return errors.New("framework: Run called twice")
 	}
-	defer lis.Close()
-	var adminLis net.Listener
-	if a.cfg.Admin != "" {
-		adminLis, err = net.Listen("tcp", a.cfg.Admin)
-		if err != nil {
-			return fmt.Errorf("--admin %s: %w", a.cfg.Admin, err)
-		}
-		defer adminLis.Close()
-	}
-	addr := a.cfg.Advertise
-	if addr == "" {
-		addr = lis.Addr().String()
-	}
-
-	cli := a.opts.etcdClient
-	var cleanups []error
-	if cli == nil && a.opts.registrar == nil {
-		var cc naming.ClientConfig
-		if cc, err = a.cfg.EtcdClientConfig(); err != nil {
-			return err
-		}
-		cc.Logger = a.log
-		cli, err = naming.NewClient(cc)
-		if err != nil {
-			return fmt.Errorf("--etcd: %w", err)
-		}
-		defer func() {
-			if cerr := cli.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
-				err = errors.Join(err, fmt.Errorf("close etcd client: %w", cerr))
-			}
-		}()
-	}
-	reg, err := a.newRegistrar(cli, addr)
+	r, err := a.start()
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.reg, a.addr = reg, addr
-	if adminLis != nil {
-		a.admin = adminLis.Addr().String()
-	}
-	a.mu.Unlock()
-	a.srvMetrics.InitializeMetrics(a.grpc)
+	defer func() { err = errors.Join(err, r.close()) }()
 
-	// hard is cancelled by a second signal: every wait in the shutdown is
-	// bounded by it.
-	hard, hardStop := context.WithCancel(context.Background())
-	defer hardStop()
-
-	for name := range a.grpc.GetServiceInfo() {
-		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-
-	// clock is the one deadline of the stop, started by its first interrupt
-	// (or by the registrar when the etcd client closes): every wait of the
-	// stop ends by it.
-	clock := &stopClock{budget: a.cfg.ShutdownTimeout + a.opts.propagationDelay}
-	var g group
-	g.clock = clock
+	// The actors stop in the order added: the shutdown list of the package
+	// doc.
+	g := group{clock: r.clock}
 	if a.opts.signals {
-		h := lifecycle.NewSignalHandler()
-		defer h.Stop()
-		go func() {
-			select {
-			case <-h.Hard():
-				a.log.Warn("second signal: stopping now")
-				hardStop()
-			case <-hard.Done():
-			}
-		}()
-		g.Add("signals", h.Execute, h.Interrupt)
+		g.add(a.signalsActor(r))
 	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add("context", func() error { <-ctx.Done(); return ctx.Err() }, func(error) { cancel() })
+	g.add(contextActor(ctx))
+	g.add(a.readinessActor())
+	g.add(a.registrarActor(ctx, r))
+	g.add(a.grpcActor(r))
+	if r.adminLis != nil {
+		g.add(a.adminActor(r))
 	}
-
-	// Readiness: interrupted first, so /readyz and health fail before the
-	// record goes.
-	readyStop := make(chan struct{})
-	g.Add("readiness", func() error { <-readyStop; return nil }, func(error) {
-		a.stopping.Store(true)
-		a.health.Shutdown()
-		close(readyStop)
-	})
-
-	// Registration: after the listener is bound; removed before the drain.
-	// The actor deregisters and waits out the propagation delay before it
-	// returns, so the gRPC server is interrupted only after both.
-	// rctx ends only by the group's interrupt, never by ctx directly: the
-	// readiness actor must have been interrupted first.
-	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer rcancel()
-	g.Add("registrar", func() error {
-		tctx, cancel := context.WithTimeout(rctx, a.opts.registerTimeout)
-		err := reg.Register(tctx)
-		cancel()
-		if err != nil {
-			if rctx.Err() != nil {
-				return nil // stopped while registering; nothing was left
-			}
-			return fmt.Errorf("register %s at %s (--etcd %s): %w", a.name, addr, strings.Join(a.cfg.Etcd, ","), err)
-		}
-		a.log.Info("serving", "addr", addr, "admin", a.AdminAddr())
-		close(a.started)
-		var lost error
-		select {
-		case <-rctx.Done():
-		case <-reg.Done():
-			lost = errors.New("registrar stopped: etcd client closed")
-		}
-		// The deregistration gets at most its share of the shutdown timeout
-		// (deregisterShare) and never eats into the propagation delay: an
-		// unreachable etcd must not leave the drain and the actors nothing.
-		end := clock.deadline()
-		dend := earlier(end.Add(-a.cfg.ShutdownTimeout-a.opts.propagationDelay).Add(deregisterShare(a.cfg.ShutdownTimeout)),
-			end.Add(-a.opts.propagationDelay))
-		dctx, cancel := context.WithDeadline(hard, dend)
-		if err := reg.Deregister(dctx); err != nil {
-			cleanups = append(cleanups, fmt.Errorf("deregister: %w", err))
-		}
-		cancel()
-		if lost != nil {
-			return lost
-		}
-		t := time.NewTimer(min(a.opts.propagationDelay, time.Until(end)))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-hard.Done():
-		}
-		return nil
-	}, func(error) { rcancel() })
-
-	g.Add("grpc", func() error {
-		return a.grpc.Serve(lis)
-	}, func(error) {
-		done := make(chan struct{})
-		go func() { a.grpc.GracefulStop(); close(done) }()
-		t := time.NewTimer(time.Until(clock.deadline()))
-		defer t.Stop()
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			a.log.Warn("graceful stop ran out of the shutdown timeout; closing connections", "timeout", a.cfg.ShutdownTimeout)
-		case <-hard.Done():
-		}
-		a.grpc.Stop()
-		<-done
-	})
-
-	if adminLis != nil {
-		srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		g.Add("admin", func() error {
-			if err := srv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		}, func(error) {
-			sctx, cancel := context.WithDeadline(hard, earlier(time.Now().Add(2*time.Second), clock.deadline()))
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				_ = srv.Close()
-			}
-		})
-	}
-	var stuckMu sync.Mutex
 	for _, act := range a.actors {
-		execute, interrupt := bound(act, clock, a.cfg.ShutdownTimeout, hard.Done(), func(err error) {
-			a.log.Error("actor did not stop; abandoned", "actor", act.name, "err", err)
-			stuckMu.Lock()
-			cleanups = append(cleanups, err)
-			stuckMu.Unlock()
-		})
-		g.Add(act.name, execute, interrupt)
+		g.add(a.userActor(r, act))
 	}
 
 	runErr := g.Run()
-	if f, ok := a.opts.tracerProvider.(interface{ ForceFlush(context.Context) error }); ok && f != nil {
-		fctx, cancel := context.WithDeadline(hard, earlier(time.Now().Add(5*time.Second), clock.deadline().Add(stopMargin)))
-		if err := f.ForceFlush(fctx); err != nil {
-			cleanups = append(cleanups, fmt.Errorf("flush traces: %w", err))
-		}
-		cancel()
-	}
+	a.flushTraces(r)
 	if errors.Is(runErr, lifecycle.ErrSignal) || errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
 		a.log.Info("stopped", "cause", runErr)
 		runErr = nil
 	}
-	return errors.Join(append([]error{runErr}, cleanups...)...)
-}
-
-// Margins past the stop's deadline. An actor added with Add has until
-// actorGrace after the deadline, or after its interrupt if that is later:
-// one interrupted when the drain or an actor before it used the whole budget
-// and that stops at once must not be reported stuck. Nothing of the stop
-// waits past stopMargin after the deadline, the trace flush included.
-const (
-	actorGrace = 100 * time.Millisecond
-	stopMargin = time.Second
-)
-
-// deregisterShare is how much of the shutdown timeout the deregistration
-// may use: a third of it, and at most 2 s. A revoke against a healthy etcd
-// takes milliseconds; one against an unreachable etcd blocks until its
-// deadline, and the rest of the timeout belongs to the gRPC drain and the
-// actors added with Add.
-func deregisterShare(timeout time.Duration) time.Duration {
-	return min(2*time.Second, timeout/3)
-}
-
-// stopClock is the deadline of a stop: budget after the first call of
-// deadline.
-type stopClock struct {
-	budget time.Duration
-	once   sync.Once
-	at     time.Time
-}
-
-// deadline returns the stop's deadline, setting it on the first call.
-func (c *stopClock) deadline() time.Time {
-	c.once.Do(func() { c.at = time.Now().Add(c.budget) })
-	return c.at
-}
-
-// earlier returns the earlier of a and b.
-func earlier(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// group is a lifecycle.Group whose stop starts clock at its first interrupt.
-type group struct {
-	lifecycle.Group
-	clock *stopClock
-}
-
-// Add adds an actor whose interrupt first starts the stop's clock.
-func (g *group) Add(name string, execute func() error, interrupt func(error)) {
-	g.Group.Add(name, execute, func(err error) {
-		g.clock.deadline()
-		interrupt(err)
-	})
-}
-
-// bound returns act's funcs such that, once interrupted, they return by the
-// clock's deadline or the interrupt, whichever is later, plus actorGrace (but
-// never past stopMargin after the deadline), or when hard closes.
-// If act's own funcs have not both returned by then, they are abandoned,
-// stuck is called with an error naming act (and timeout, the configured
-// shutdown timeout), and the returned execute returns nil: run.Group keeps
-// only the error of the first actor to return, so the caller collects
-// stuck's.
-func bound(act actor, clock *stopClock, timeout time.Duration, hard <-chan struct{}, stuck func(error)) (execute func() error, interrupt func(error)) {
-	returned := make(chan struct{}) // act.execute returned
-	abandoned := make(chan struct{})
-	var err error
-	execute = func() error {
-		go func() {
-			err = act.execute()
-			close(returned)
-		}()
-		select {
-		case <-returned:
-			return err
-		case <-abandoned:
-			return nil
-		}
-	}
-	interrupt = func(cause error) {
-		interrupted := make(chan struct{}) // act.interrupt returned
-		go func() {
-			act.interrupt(cause)
-			close(interrupted)
-		}()
-		end := clock.deadline().Add(actorGrace)
-		if late := time.Now().Add(actorGrace); late.After(end) {
-			end = earlier(late, clock.deadline().Add(stopMargin))
-		}
-		t := time.NewTimer(time.Until(end))
-		defer t.Stop()
-		for ret, intr := returned, interrupted; ret != nil || intr != nil; {
-			select {
-			case <-ret:
-				ret = nil
-			case <-intr:
-				intr = nil
-			case <-t.C:
-				stuck(&lifecycle.ActorError{Actor: act.name, Err: fmt.Errorf("did not stop by the shutdown deadline (--shutdown-timeout %s)", timeout)})
-				close(abandoned)
-				return
-			case <-hard:
-				stuck(&lifecycle.ActorError{Actor: act.name, Err: errors.New("did not stop before the hard stop")})
-				close(abandoned)
-				return
-			}
-		}
-	}
-	return execute, interrupt
+	return errors.Join(append([]error{runErr}, r.failures()...)...)
 }
 
 // newRegistrar builds the registrar of this instance.
 func (a *App) newRegistrar(cli *clientv3.Client, addr string) (Registrar, error) {
 	md := a.opts.metadata
 	md.InstanceID = rand.Text()
-	md.Version = a.opts.version
 	md.StartTime = time.Now().UTC().Truncate(time.Second)
 	for name := range a.grpc.GetServiceInfo() {
 		if name != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
@@ -595,10 +275,10 @@ func (a *App) newRegistrar(cli *clientv3.Client, addr string) (Registrar, error)
 		return a.opts.registrar(inst)
 	}
 	r, err := naming.NewRegistrar(cli, inst,
-		naming.WithPrefix(a.cfg.Prefix),
-		naming.WithTTL(a.cfg.TTL),
+		naming.WithPrefix(a.opts.config.Prefix),
+		naming.WithTTL(a.opts.config.TTL),
 		naming.WithLogger(a.log),
-		naming.WithStopTimeout(a.cfg.ShutdownTimeout))
+		naming.WithStopTimeout(a.opts.config.ShutdownTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("framework: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -161,11 +164,20 @@ func TestNewRefusesInvalidInput(t *testing.T) {
 	bad := framework.DefaultConfig()
 	bad.TTL = 0
 	for name, f := range map[string]func() error{
-		"bad name":     func() error { _, err := framework.New("a/b"); return err },
-		"bad config":   func() error { _, err := framework.New("svc", framework.WithConfig(bad)); return err },
-		"nil logger":   func() error { _, err := framework.New("svc", framework.WithLogger(nil)); return err },
-		"neg. delay":   func() error { _, err := framework.New("svc", framework.WithPropagationDelay(-1)); return err },
-		"zero streams": func() error { _, err := framework.New("svc", framework.WithMaxConcurrentStreams(0)); return err },
+		"bad name":   func() error { _, err := framework.New("a/b"); return err },
+		"bad config": func() error { _, err := framework.New("svc", framework.WithConfig(bad)); return err },
+		"nil logger": func() error { _, err := framework.New("svc", framework.WithLogger(nil)); return err },
+		"neg. delay": func() error { _, err := framework.New("svc", framework.WithPropagationDelay(-1)); return err },
+		"zero streams": func() error {
+			l := serve.DefaultLimits()
+			l.MaxConcurrentStreams = 0
+			_, err := framework.New("svc", framework.WithLimits(l))
+			return err
+		},
+		"zero recv": func() error {
+			_, err := framework.New("svc", framework.WithLimits(serve.Limits{MaxSendMsgSize: 1, MaxConcurrentStreams: 1}))
+			return err
+		},
 	} {
 		if err := f(); err == nil {
 			t.Errorf("%s: have nil error", name)
@@ -522,4 +534,100 @@ func TestUnreachableEtcdLeavesTheDrainItsTime(t *testing.T) {
 	if bound := cfg.ShutdownTimeout + delay + time.Second; took > bound {
 		t.Errorf("Run returned %s after cancel, want within %s", took, bound)
 	}
+}
+
+// staticRegistrar is a Registrar of the user's, not etcd's: published from
+// Register to Deregister.
+type staticRegistrar struct {
+	registered atomic.Bool
+	done       chan struct{}
+}
+
+func (r *staticRegistrar) Register(context.Context) error   { r.registered.Store(true); return nil }
+func (r *staticRegistrar) Deregister(context.Context) error { r.registered.Store(false); return nil }
+func (r *staticRegistrar) Registered() bool                 { return r.registered.Load() }
+func (r *staticRegistrar) Done() <-chan struct{}            { return r.done }
+
+// statusRegistrar also implements framework.RegistrarStatus.
+type statusRegistrar struct{ staticRegistrar }
+
+func (r *statusRegistrar) Status() naming.Status {
+	return naming.Status{State: naming.StateRegistered, Registrations: 3, Losses: 2, LastKeepAlive: time.Now()}
+}
+
+// A registrar plugged in with WithRegistrar gets its metrics exported
+// and its state on /readyz when it implements RegistrarStatus, and
+// svckit_registered alone when it does not.
+func TestCustomRegistrarMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		reg           framework.Registrar
+		want, wantNot []string
+		readyz        string
+	}{{
+		name:   "with status",
+		reg:    &statusRegistrar{staticRegistrar{done: make(chan struct{})}},
+		want:   []string{"svckit_registered 1", "svckit_registrations_total 3", "svckit_registration_losses_total 2", "svckit_keepalive_age_seconds "},
+		readyz: "ready\nregistration registered\n",
+	}, {
+		name:    "without status",
+		reg:     &staticRegistrar{done: make(chan struct{})},
+		want:    []string{"svckit_registered 1"},
+		wantNot: []string{"svckit_registrations_total", "svckit_registration_losses_total", "svckit_keepalive_age_seconds"},
+		readyz:  "ready\nregistration registered\n",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := framework.DefaultConfig()
+			cfg.Admin = "127.0.0.1:0"
+			app, err := framework.New("custom", framework.WithConfig(cfg), framework.WithoutSignals(), framework.WithPropagationDelay(0),
+				framework.WithLogger(slog.New(slog.DiscardHandler)),
+				framework.WithRegistrar(func(naming.Instance) (framework.Registrar, error) { return tc.reg, nil }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- app.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			select {
+			case <-app.Started():
+			case err := <-done:
+				t.Fatalf("Run: %v", err)
+			}
+			metrics := httpBody(t, "http://"+app.AdminAddr()+"/metrics")
+			for _, w := range tc.want {
+				if !strings.Contains(metrics, "\n"+w) {
+					t.Errorf("/metrics: want a line starting %q, have none", w)
+				}
+			}
+			for _, w := range tc.wantNot {
+				if strings.Contains(metrics, "\n"+w) {
+					t.Errorf("/metrics: want no %s, have one", w)
+				}
+			}
+			if have := httpBody(t, "http://"+app.AdminAddr()+"/readyz"); have != tc.readyz {
+				t.Errorf("/readyz: have %q, want %q", have, tc.readyz)
+			}
+		})
+	}
+}
+
+// httpBody returns the body of a GET of url.
+func httpBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return string(b)
 }

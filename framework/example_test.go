@@ -8,6 +8,7 @@ import (
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/naming"
 )
 
 // A service's main: configuration from flags and environment, handlers on
@@ -26,7 +27,7 @@ func ExampleApp() {
 	}
 	app, err := framework.New("greeter",
 		framework.WithConfig(cfg),
-		framework.WithVersion("1.0.0"),
+		framework.WithMetadata(naming.Metadata{Version: "1.0.0"}),
 		framework.WithLogger(slog.New(slog.DiscardHandler)),
 		framework.WithoutSignals(), // only for this example
 	)

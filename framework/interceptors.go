@@ -9,7 +9,27 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/svckit/svckit/framework/internal/tracing"
 )
+
+// interceptors returns the server's interceptor chains, outermost first:
+// ORCA's count of calls and errors (with WithORCA, so load is nil without),
+// tracing (with WithTracerProvider), metrics, logging, panic recovery, then
+// the user's (WithUnaryInterceptor, WithStreamInterceptor).
+func (a *App) interceptors(load *loadReporter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if load != nil {
+		unary, stream = append(unary, load.unary()), append(stream, load.stream())
+	}
+	if t := tracing.New(a.opts.tracerProvider); t != nil {
+		unary, stream = append(unary, t.UnaryServer()), append(stream, t.StreamServer())
+	}
+	unary = append(unary, a.srvMetrics.UnaryServerInterceptor(), logUnary(a.log), recoverUnary(a.log))
+	stream = append(stream, a.srvMetrics.StreamServerInterceptor(), logStream(a.log), recoverStream(a.log))
+	return append(unary, a.opts.unary...), append(stream, a.opts.stream...)
+}
 
 // errInternal is all a client learns of a panic.
 var errInternal = status.Error(codes.Internal, "internal error")

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // Registrar is what the App drives to publish its instance: register once
@@ -27,6 +28,15 @@ type Registrar interface {
 	Done() <-chan struct{}
 }
 
+// RegistrarStatus is implemented by a Registrar that can say more than
+// Registered, as naming.Registrar does. The App exports its Status as the
+// metrics svckit_registrations_total, svckit_registration_losses_total and
+// svckit_keepalive_age_seconds, and names its State and LastError on
+// /readyz. A Registrar without it gets svckit_registered alone.
+type RegistrarStatus interface {
+	Status() naming.Status
+}
+
 // RegistrarFunc builds the Registrar of an instance once its address is
 // known.
 type RegistrarFunc func(inst naming.Instance) (Registrar, error)
@@ -35,9 +45,9 @@ type RegistrarFunc func(inst naming.Instance) (Registrar, error)
 type Option func(*options)
 
 type options struct {
-	config           *Config
+	config           Config // valid once New has resolved it
+	configSet        bool
 	logger           *slog.Logger
-	version          string
 	metadata         naming.Metadata
 	unary            []grpc.UnaryServerInterceptor
 	stream           []grpc.StreamServerInterceptor
@@ -47,9 +57,7 @@ type options struct {
 	tracerProvider   trace.TracerProvider
 	propagationDelay time.Duration
 	signals          bool
-	maxRecvMsgSize   int
-	maxSendMsgSize   int
-	maxStreams       uint32
+	limits           serve.Limits
 	registerTimeout  time.Duration
 	orca             bool
 	readyNeedsReg    bool
@@ -60,25 +68,21 @@ func defaultOptions() options {
 		logger:           slog.Default(),
 		propagationDelay: time.Second,
 		signals:          true,
-		maxRecvMsgSize:   4 << 20,
-		maxSendMsgSize:   4 << 20,
-		maxStreams:       1000,
+		limits:           serve.DefaultLimits(),
 		registerTimeout:  10 * time.Second,
 	}
 }
 
 // WithConfig sets the configuration; default DefaultConfig overlaid by the
 // environment.
-func WithConfig(c Config) Option { return func(o *options) { o.config = &c } }
+func WithConfig(c Config) Option { return func(o *options) { o.config, o.configSet = c, true } }
 
 // WithLogger sets the logger; default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithVersion sets the version published in the registration record.
-func WithVersion(v string) Option { return func(o *options) { o.version = v } }
-
-// WithMetadata adds zone, weight and labels to the registration record. The
-// App fills instance id, version, start time and services itself.
+// WithMetadata sets the version, zone, weight and labels of the
+// registration record. The App fills instance id, start time and services
+// itself.
 func WithMetadata(md naming.Metadata) Option { return func(o *options) { o.metadata = md } }
 
 // WithUnaryInterceptor adds unary interceptors, run after the framework's
@@ -103,8 +107,8 @@ func WithServerOption(so ...grpc.ServerOption) Option {
 // none in tests.
 func WithRegistrar(f RegistrarFunc) Option { return func(o *options) { o.registrar = f } }
 
-// WithEtcdClient makes the App use cli instead of creating a client from
-// the configuration. The App does not close it.
+// WithEtcdClient makes the App register with cli instead of a client of its
+// own made from the configuration. The App does not close it.
 func WithEtcdClient(cli *clientv3.Client) Option { return func(o *options) { o.etcdClient = cli } }
 
 // WithTracerProvider turns tracing of the calls served on, with tp; off by
@@ -124,13 +128,10 @@ func WithPropagationDelay(d time.Duration) Option {
 // stops it (for Apps run inside another program or a test).
 func WithoutSignals() Option { return func(o *options) { o.signals = false } }
 
-// WithMaxMsgSize sets the largest message received and sent; default 4 MiB.
-func WithMaxMsgSize(recv, send int) Option {
-	return func(o *options) { o.maxRecvMsgSize, o.maxSendMsgSize = recv, send }
-}
-
-// WithMaxConcurrentStreams bounds streams per connection; default 1000.
-func WithMaxConcurrentStreams(n uint32) Option { return func(o *options) { o.maxStreams = n } }
+// WithLimits sets the largest messages received and sent and the
+// concurrent streams per connection; default serve.DefaultLimits() (4 MiB
+// each way, 1000 streams). Start from the default and change what you need.
+func WithLimits(l serve.Limits) Option { return func(o *options) { o.limits = l } }
 
 // WithORCA makes the App report its load with ORCA (CPU utilization of the
 // process, calls and errors per second, sampled every second) in every
@@ -153,18 +154,28 @@ func WithRegisterTimeout(d time.Duration) Option {
 // the instances.
 func WithReadinessRequiresRegistration() Option { return func(o *options) { o.readyNeedsReg = true } }
 
-func (o options) validate() error {
+// resolve validates o and sets its configuration: DefaultConfig overlaid
+// by the environment unless WithConfig gave one.
+func (o *options) resolve() error {
 	switch {
 	case o.logger == nil:
 		return fmt.Errorf("framework: nil logger")
 	case o.propagationDelay < 0:
 		return fmt.Errorf("framework: negative propagation delay %s", o.propagationDelay)
-	case o.maxRecvMsgSize <= 0 || o.maxSendMsgSize <= 0:
-		return fmt.Errorf("framework: message sizes must be positive")
-	case o.maxStreams == 0:
-		return fmt.Errorf("framework: max concurrent streams must be positive")
 	case o.registerTimeout <= 0:
 		return fmt.Errorf("framework: register timeout must be positive")
+	}
+	if err := o.limits.Validate(); err != nil {
+		return fmt.Errorf("framework: %w", err)
+	}
+	if !o.configSet {
+		o.config = DefaultConfig()
+		if err := o.config.ApplyEnv(nil); err != nil {
+			return fmt.Errorf("framework: %w", err)
+		}
+	}
+	if err := o.config.Validate(); err != nil {
+		return fmt.Errorf("framework: %w", err)
 	}
 	return nil
 }

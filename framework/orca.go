@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,34 @@ func (l *loadReporter) stream() grpc.StreamServerInterceptor {
 		}
 		return err
 	}
+}
+
+// serverOptions returns the server options that attach the load to every
+// response's trailer: gRPC's ORCA call metrics, and interceptors that ask
+// for each call's recorder, as the ORCA interceptors attach a report only
+// to calls whose handler asked for it.
+func (l *loadReporter) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		orca.CallMetricsServerOption(l.rec),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			orca.CallMetricsRecorderFromContext(ctx)
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			orca.CallMetricsRecorderFromContext(ss.Context())
+			return h(srv, ss)
+		}),
+	}
+}
+
+// serveORCA registers the OpenRcaService of l on a's server, and adds the
+// actor that samples the load.
+func (a *App) serveORCA(l *loadReporter) error {
+	if err := orca.Register(a.grpc, orca.ServiceOptions{ServerMetricsProvider: l.rec}); err != nil {
+		return fmt.Errorf("framework: orca: %w", err)
+	}
+	a.Add("orca", l.run, func(error) { close(l.stop) })
+	return nil
 }
 
 // run samples the load every second until interrupted.

@@ -9,7 +9,9 @@ import (
 	"os"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/observe"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // Main is the fileserver command: the standard svckit flags (see
@@ -63,7 +65,7 @@ func Main(args []string, version string) error {
 	defer svc.Close()
 	app, err := NewApp(svc,
 		framework.WithConfig(cfg),
-		framework.WithVersion(version),
+		framework.WithMetadata(naming.Metadata{Version: version}),
 		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
 		framework.WithTracerProvider(tr.TracerProvider()))
 	if err != nil {
@@ -72,13 +74,21 @@ func Main(args []string, version string) error {
 	return app.Run(ctx)
 }
 
-// NewApp returns the App of a FileSrv instance over svc: its message size
-// bound (room for a chunk and its envelope) and flow-control windows, then
+// Limits returns the App's limits for FileSrv: the default ones, but
+// requests of at most a chunk and its envelope.
+func Limits() serve.Limits {
+	l := serve.DefaultLimits()
+	l.MaxRecvMsgSize = MaxChunk + 64<<10
+	return l
+}
+
+// NewApp returns the App of a FileSrv instance over svc: its limits (see
+// Limits) and flow-control windows, then
 // opts, with the service registered on it. Main runs one; tests and
 // benchmarks run several in one process.
 func NewApp(svc Service, opts ...framework.Option) (*framework.App, error) {
 	app, err := framework.New("fileserver", append([]framework.Option{
-		framework.WithMaxMsgSize(MaxChunk+(64<<10), 4<<20),
+		framework.WithLimits(Limits()),
 		framework.WithServerOption(ServerWindows()...),
 	}, opts...)...)
 	if err != nil {

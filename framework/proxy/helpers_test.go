@@ -81,7 +81,7 @@ func startFileSrv(t testing.TB, c *etcdtest.Cluster, cli *clientv3.Client, dir s
 	t.Cleanup(func() { _ = svc.Close() })
 	return startApp(t, c, cli, "fileserver", func(s *grpc.Server) {
 		fileserver.Register(s, svc, fileserver.MakeEndpoints(svc))
-	}, framework.WithMaxMsgSize(fileserver.MaxChunk+(64<<10), 4<<20),
+	}, framework.WithLimits(fileserver.Limits()),
 		framework.WithServerOption(fileserver.ServerWindows()...))
 }
 

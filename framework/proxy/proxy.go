@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
@@ -27,6 +26,7 @@ import (
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // syncWait bounds how long a call waits for the first routing table, e.g.
@@ -71,16 +71,14 @@ func New(cli *clientv3.Client, opts ...Option) (*Proxy, error) {
 	}
 	p.backends = newBackends(o.maxBackends, p.dial)
 	p.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	sopts := []grpc.ServerOption{
+	// The limits and keepalive policy of the App's (see package serve): its
+	// clients' connections are recycled too, so that they spread over
+	// proxies started since.
+	limits := serve.Limits{MaxRecvMsgSize: o.maxMsgSize, MaxSendMsgSize: o.maxMsgSize, MaxConcurrentStreams: o.maxStreams}
+	sopts := append(append(limits.ServerOptions(), serve.Keepalive()...),
 		grpc.UnknownServiceHandler(p.handle),
 		grpc.ForceServerCodecV2(codec{}),
-		grpc.MaxRecvMsgSize(o.maxMsgSize),
-		grpc.MaxSendMsgSize(o.maxMsgSize),
-		grpc.MaxConcurrentStreams(o.maxStreams),
-		grpc.MaxHeaderListSize(o.maxHeaderBytes),
-		// As the App: clients dialled like framework.Dial ping every 10s.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}
+		grpc.MaxHeaderListSize(o.maxHeaderBytes))
 	p.srv = grpc.NewServer(append(sopts, o.server...)...)
 	healthpb.RegisterHealthServer(p.srv, p.health)
 	return p, nil
@@ -126,16 +124,10 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) (err error) {
 	case <-ctx.Done():
 	}
 	p.health.Shutdown()
-	graceful := make(chan struct{})
-	go func() { p.srv.GracefulStop(); close(graceful) }()
-	t := time.NewTimer(p.opts.shutdownTimeout)
-	defer t.Stop()
-	select {
-	case <-graceful:
-	case <-t.C:
-		p.log.Warn("graceful stop timed out; cutting calls in flight", "timeout", p.opts.shutdownTimeout)
-		p.srv.Stop()
-		<-graceful
+	sctx, cancel := context.WithTimeout(context.Background(), p.opts.shutdownTimeout)
+	defer cancel()
+	if serve.Stop(sctx, p.srv) != nil {
+		p.log.Warn("graceful stop timed out; cut calls in flight", "timeout", p.opts.shutdownTimeout)
 	}
 	if err := <-served; err != nil {
 		return fmt.Errorf("proxy: serve: %w", err)

@@ -82,6 +82,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // nodeGroup is the one cache key every client shares: what the server
@@ -210,15 +211,17 @@ func (s *Server) Register(g *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
 }
 
-// Serve serves the discovery services and gRPC health on lis, built with
-// opts, and watches etcd (Run) until ctx ends. Health answers NOT_SERVING
-// until the first snapshot (etcd has answered a list), then SERVING: a
-// server that serves nothing does not look healthy. xDS streams never end
-// by themselves, so it then stops at once: clients keep their last
-// configuration and reconnect. It returns the error of the watch or of the
-// listener, if either fails.
+// Serve serves the discovery services and gRPC health on lis, and watches
+// etcd (Run) until ctx ends. The server has svckit's keepalive policy (see
+// serve.Keepalive: a client's connection is recycled after about 30
+// minutes, and the client reconnects, to whichever server its target
+// resolves to then), then opts. Health answers NOT_SERVING until the first
+// snapshot (etcd has answered a list), then SERVING: a server that serves
+// nothing does not look healthy. xDS streams never end by themselves, so it
+// then stops at once: clients keep their last configuration and reconnect.
+// It returns the error of the watch or of the listener, if either fails.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(append(serve.Keepalive(), opts...)...)
 	s.Register(g)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -236,12 +239,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.Serve
 			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			continue
 		case err := <-ran:
-			g.Stop()
+			cancel()
+			_ = serve.Stop(ctx, g) // ctx is done: at once
 			<-served
 			return err
 		case err := <-served:
 			cancel()
-			g.Stop()
+			_ = serve.Stop(ctx, g)
 			if rerr := <-ran; err == nil {
 				err = rerr
 			}

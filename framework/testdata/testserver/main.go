@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -46,7 +47,7 @@ func main() {
 	app, err := framework.New("testsvc", append([]framework.Option{
 		framework.WithConfig(cfg),
 		framework.WithLogger(log),
-		framework.WithVersion("test"),
+		framework.WithMetadata(naming.Metadata{Version: "test"}),
 		framework.WithPropagationDelay(delay),
 		framework.WithRegisterTimeout(regTimeout)}, extra...)...)
 	if err != nil {

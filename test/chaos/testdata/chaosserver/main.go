@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -67,7 +68,7 @@ func run() error {
 	app, err := framework.New("chaos",
 		framework.WithConfig(cfg),
 		framework.WithLogger(log),
-		framework.WithVersion("chaos"),
+		framework.WithMetadata(naming.Metadata{Version: "chaos"}),
 		framework.WithPropagationDelay(propagation),
 		framework.WithUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := fault(ctx, info.FullMethod); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
@@ -32,7 +33,7 @@ func run() error {
 	app, err := framework.New(name,
 		framework.WithConfig(cfg),
 		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
-		framework.WithVersion("fleet"))
+		framework.WithMetadata(naming.Metadata{Version: "fleet"}))
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	greeter "example.com/greeter"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/observe"
 )
 
@@ -60,7 +61,7 @@ func run(args []string) error {
 	defer tr.Shutdown(context.Background())
 	app, err := framework.New("greeter",
 		framework.WithConfig(cfg),
-		framework.WithVersion(version),
+		framework.WithMetadata(naming.Metadata{Version: version}),
 		framework.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
 		framework.WithTracerProvider(tr.TracerProvider()))
 	if err != nil {
