@@ -29,7 +29,7 @@ import (
 // Every benchmark checks at the end that it left no goroutine behind.
 func TestMain(m *testing.M) {
 	var opts []goleak.Option
-	for _, f := range etcdtest.PeerLeaks {
+	for _, f := range etcdtest.PeerLeaks() {
 		opts = append(opts, goleak.IgnoreAnyFunction(f))
 	}
 	goleak.VerifyTestMain(m, opts...)

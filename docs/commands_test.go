@@ -202,11 +202,7 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 			}
 			text := h.rewrite(plain, ports, etcdAddr) + r.bound
 			if r.kind == etcdctl {
-				if _, err := exec.LookPath("etcdctl"); err != nil {
-					if os.Getenv("CI") != "" {
-						t.Fatalf("%s:%d: etcdctl is not installed; .ci/run installs it (etcd-client)", c.file, c.line)
-					}
-					t.Logf("%s:%d: etcdctl not installed, not run: %s", c.file, c.line, c.text)
+				if !haveEtcdctl(t, c) {
 					continue
 				}
 				r.kind = run
@@ -226,15 +222,7 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 				env = setEnv(env, text)
 				t.Logf("%s:%d: environment: %s", c.file, c.line, c.text)
 			case refused:
-				cmd := exec.CommandContext(ctx, "bash", "-c", text)
-				cmd.Dir, cmd.Env = cwd, env
-				out, err := cmd.CombinedOutput()
-				lines := strings.Count(strings.TrimSpace(string(out)), "\n") + 1
-				if err == nil || lines != 1 {
-					t.Errorf("%s:%d: %q: want a refusal in one line, have %v and %d lines:\n%s", c.file, c.line, c.text, err, lines, out)
-				} else {
-					t.Logf("%s:%d: refused as shown: %s", c.file, c.line, strings.TrimSpace(string(out)))
-				}
+				runRefused(ctx, t, c, text, cwd, env)
 			case check:
 				if errs := h.checkGoTest(c.text); len(errs) > 0 {
 					t.Errorf("%s:%d: %q: %v", c.file, c.line, c.text, errors.Join(errs...))
@@ -254,21 +242,7 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 					continue
 				}
 				h.ran[c.text] = true
-				start := time.Now()
-				script := `cd -- "$1" || exit; eval "$2"; rc=$?; pwd >"$3"; exit $rc`
-				cmd := exec.CommandContext(ctx, "bash", "-c", script, "bash", cwd, text, cwdFile)
-				cmd.Env = env
-				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-				cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-				cmd.WaitDelay = 10 * time.Second
-				out, err := cmd.CombinedOutput()
-				if err != nil {
-					t.Fatalf("%s:%d: %q: %v\n%s", c.file, c.line, c.text, err, out)
-				}
-				t.Logf("%s:%d: ran in %s: %s", c.file, c.line, time.Since(start).Round(time.Millisecond), c.text)
-				if d, err := os.ReadFile(cwdFile); err == nil {
-					cwd = strings.TrimSpace(string(d))
-				}
+				cwd = runShell(ctx, t, c, text, cwd, env, cwdFile)
 			}
 		}
 	}
@@ -279,6 +253,58 @@ func (h *harness) runPage(ctx context.Context, t *testing.T, p page) {
 	}
 	servers = nil
 	h.checkInline(t, p)
+}
+
+// haveEtcdctl reports whether etcdctl is installed, for command c, which
+// uses it; in CI its absence fails the test.
+func haveEtcdctl(t *testing.T, c command) bool {
+	t.Helper()
+	if _, err := exec.LookPath("etcdctl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s:%d: etcdctl is not installed; .ci/run installs it (etcd-client)", c.file, c.line)
+		}
+		t.Logf("%s:%d: etcdctl not installed, not run: %s", c.file, c.line, c.text)
+		return false
+	}
+	return true
+}
+
+// runRefused runs text, command c as rewritten, in cwd and checks that it
+// fails with one line of output.
+func runRefused(ctx context.Context, t *testing.T, c command, text, cwd string, env []string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "bash", "-c", text)
+	cmd.Dir, cmd.Env = cwd, env
+	out, err := cmd.CombinedOutput()
+	lines := strings.Count(strings.TrimSpace(string(out)), "\n") + 1
+	if err == nil || lines != 1 {
+		t.Errorf("%s:%d: %q: want a refusal in one line, have %v and %d lines:\n%s", c.file, c.line, c.text, err, lines, out)
+	} else {
+		t.Logf("%s:%d: refused as shown: %s", c.file, c.line, strings.TrimSpace(string(out)))
+	}
+}
+
+// runShell runs text, command c as rewritten, in cwd with bash, fails the
+// test if it fails, and returns the directory it ended in (a `cd` carries
+// over to the block's next command), read back through cwdFile.
+func runShell(ctx context.Context, t *testing.T, c command, text, cwd string, env []string, cwdFile string) string {
+	t.Helper()
+	start := time.Now()
+	script := `cd -- "$1" || exit; eval "$2"; rc=$?; pwd >"$3"; exit $rc`
+	cmd := exec.CommandContext(ctx, "bash", "-c", script, "bash", cwd, text, cwdFile)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s:%d: %q: %v\n%s", c.file, c.line, c.text, err, out)
+	}
+	t.Logf("%s:%d: ran in %s: %s", c.file, c.line, time.Since(start).Round(time.Millisecond), c.text)
+	if d, err := os.ReadFile(cwdFile); err == nil {
+		return strings.TrimSpace(string(d))
+	}
+	return cwd
 }
 
 // rewrite moves /tmp into the test's directory and fixed 127.0.0.1 ports

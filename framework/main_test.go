@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	var opts []goleak.Option
-	for _, f := range etcdtest.PeerLeaks {
+	for _, f := range etcdtest.PeerLeaks() {
 		opts = append(opts, goleak.IgnoreAnyFunction(f))
 	}
 	code := 0

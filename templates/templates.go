@@ -26,6 +26,8 @@ import (
 	"golang.org/x/mod/module"
 )
 
+// skeleton is the embedded template tree, read-only.
+//
 //go:embed all:skeleton
 var skeleton embed.FS
 
@@ -76,6 +78,7 @@ func NewData(name, modulePath string) (Data, error) {
 	}, nil
 }
 
+// nameRE matches a service name; a compiled regexp is read-only.
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,62}$`)
 
 // ValidateName reports whether name can name a new service: lower-case

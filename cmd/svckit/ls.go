@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/svckit/svckit/framework"
@@ -45,18 +46,9 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := framework.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if fs.NArg() > 1 {
-		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(1))}
-	}
-	if err := naming.ValidatePrefix(cfg.Prefix); err != nil {
-		return fmt.Errorf("--prefix: %w", err)
-	}
-	key := cfg.Prefix
-	if fs.NArg() == 1 {
-		if err := naming.ValidateService(fs.Arg(0)); err != nil {
-			return err
-		}
-		key += fs.Arg(0) + "/"
+	key, err := lsKey(fs, cfg.Prefix)
+	if err != nil {
+		return err
 	}
 	cc, err := cfg.EtcdClientConfig()
 	if err != nil {
@@ -77,10 +69,49 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
 	}
+	rows := lsRows(ctx, cli, cfg.Prefix, resp.Kvs, stderr)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if rows == nil {
+			rows = []instance{}
+		}
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tADDR\tVERSION\tZONE\tWEIGHT\tTTL LEFT")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Service, r.Addr, dash(r.Version), dash(r.Zone), r.Weight, r.TTLLeft)
+	}
+	return tw.Flush()
+}
+
+// lsKey checks the prefix and the optional SERVICE argument of fs and
+// returns the key prefix to list.
+func lsKey(fs *flag.FlagSet, prefix string) (string, error) {
+	if fs.NArg() > 1 {
+		return "", &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(1))}
+	}
+	if err := naming.ValidatePrefix(prefix); err != nil {
+		return "", fmt.Errorf("--prefix: %w", err)
+	}
+	if fs.NArg() == 0 {
+		return prefix, nil
+	}
+	if err := naming.ValidateService(fs.Arg(0)); err != nil {
+		return "", err
+	}
+	return prefix + fs.Arg(0) + "/", nil
+}
+
+// lsRows decodes the records in kvs into rows sorted by service and
+// address, with the time left on each lease; a key that is not a record is
+// reported on stderr and skipped.
+func lsRows(ctx context.Context, cli *clientv3.Client, prefix string, kvs []*mvccpb.KeyValue, stderr io.Writer) []instance {
 	ttls := map[int64]time.Duration{}
 	var rows []instance
-	for _, kv := range resp.Kvs {
-		svc, err := naming.ServiceOfKey(cfg.Prefix, string(kv.Key))
+	for _, kv := range kvs {
+		svc, err := naming.ServiceOfKey(prefix, string(kv.Key))
 		if err != nil {
 			fmt.Fprintf(stderr, "svckit: skip %s: %v\n", kv.Key, err)
 			continue
@@ -110,20 +141,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return strings.Compare(a.Addr, b.Addr)
 	})
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if rows == nil {
-			rows = []instance{}
-		}
-		return enc.Encode(rows)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tADDR\tVERSION\tZONE\tWEIGHT\tTTL LEFT")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Service, r.Addr, dash(r.Version), dash(r.Zone), r.Weight, r.TTLLeft)
-	}
-	return tw.Flush()
+	return rows
 }
 
 func dash(s string) string {

@@ -1,6 +1,10 @@
 // Command svckit is the svckit command line: a development etcd, a listing
 // of registered instances, a demo of FileSrv under faults, and the
 // scaffolding of new services.
+//
+// It links the example service, examples/fileserver, only because `svckit
+// demo` runs FileSrv instances as child processes of the svckit binary
+// itself and calls them with FileSrv's client.
 package main
 
 import (

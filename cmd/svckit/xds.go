@@ -151,14 +151,18 @@ func checkEtcd(ctx context.Context, cli *clientv3.Client, prefix string) error {
 // the same way every time: a certificate not verified or refused, or a
 // plaintext client of a TLS server. gRPC reports a failed handshake only
 // as text. A handshake cut short (EOF, reset) is not one of them.
-var tlsRefusals = []string{"x509:", "tls: bad certificate", "tls: unknown certificate", "tls: certificate required",
-	"tls: failed to verify", "first record does not look like a TLS handshake"}
+func tlsRefusals() []string {
+	return []string{"x509:", "tls: bad certificate", "tls: unknown certificate", "tls: certificate required",
+		"tls: failed to verify", "first record does not look like a TLS handshake"}
+}
 
 // lastingEtcd are etcd's refusals that waiting does not fix. Not among
 // them: rpctypes.ErrAuthOldRevision (the auth store changed under a token;
 // the client authenticates again) and rpctypes.ErrInvalidAuthToken.
-var lastingEtcd = []error{rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserNotFound,
-	rpctypes.ErrUserEmpty, rpctypes.ErrAuthNotEnabled}
+func lastingEtcd() []error {
+	return []error{rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserNotFound,
+		rpctypes.ErrUserEmpty, rpctypes.ErrAuthNotEnabled}
+}
 
 // lasting reports whether err is a refusal by etcd that waiting does not
 // fix: a wrong or missing user or password, a permission denied, TLS
@@ -179,7 +183,7 @@ func lasting(err error) bool {
 	if errors.As(err, &se) {
 		etcdErr = rpctypes.Error(se.GRPCStatus().Err())
 	}
-	for _, e := range lastingEtcd {
+	for _, e := range lastingEtcd() {
 		if errors.Is(err, e) || errors.Is(etcdErr, e) {
 			return true
 		}
@@ -188,7 +192,7 @@ func lasting(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	for _, s := range tlsRefusals {
+	for _, s := range tlsRefusals() {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -106,35 +106,8 @@ func TestXDSExitsOnRefusalsWaitingCannotFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCli, err := certs.ClientTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := clientv3.New(clientv3.Config{Endpoints: c.URLs(), TLS: tlsCli, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	const rootPW, xdsPW, otherPW = "root-pw", "xds-pw", "other-pw"
-	for i, step := range []func() error{
-		func() error { _, err := admin.UserAdd(ctx, "root", rootPW); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := admin.RoleAdd(ctx, "xds"); return err },
-		func() error {
-			_, err := admin.RoleGrantPermission(ctx, "xds", "services/", clientv3.GetPrefixRangeEnd("services/"), clientv3.PermissionType(clientv3.PermRead))
-			return err
-		},
-		func() error { _, err := admin.UserAdd(ctx, "xds", xdsPW); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "xds", "xds"); return err },
-		func() error { _, err := admin.UserAdd(ctx, "other", otherPW); return err }, // no role
-		func() error { _, err := admin.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("auth set-up step %d: %v", i, err)
-		}
-	}
+	const xdsPW, otherPW = "xds-pw", "other-pw"
+	enableAuth(t, c.URLs(), certs, xdsPW, otherPW)
 	flags := func(ca string) []string {
 		return []string{"xds", "--listen", "127.0.0.1:0", "--etcd", c.URLs()[0], "--etcd-ca", ca,
 			"--etcd-cert", certs.ClientCert, "--etcd-key", certs.ClientKey}
@@ -178,6 +151,42 @@ func TestXDSExitsOnRefusalsWaitingCannotFix(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("svckit xds with the right user: %v\n%s", err, errb.String())
+	}
+}
+
+// enableAuth turns on etcd's authentication with three users: root, xds
+// (password xdsPW, may read "services/") and other (password otherPW, no
+// role).
+func enableAuth(t *testing.T, urls []string, certs etcdtest.Certs, xdsPW, otherPW string) {
+	t.Helper()
+	tlsCli, err := certs.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: urls, TLS: tlsCli, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const rootPW = "root-pw"
+	for i, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", rootPW); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.RoleAdd(ctx, "xds"); return err },
+		func() error {
+			_, err := admin.RoleGrantPermission(ctx, "xds", "services/", clientv3.GetPrefixRangeEnd("services/"), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := admin.UserAdd(ctx, "xds", xdsPW); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "xds", "xds"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "other", otherPW); return err }, // no role
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("auth set-up step %d: %v", i, err)
+		}
 	}
 }
 

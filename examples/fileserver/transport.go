@@ -251,7 +251,8 @@ func (c *chunkReader) close() { c.msg.free() }
 // ServerWindows.
 type chunkCodec struct{ base encoding.CodecV2 }
 
-// codec is the chunk codec over gRPC's registered proto codec.
+// codec is the chunk codec over gRPC's registered proto codec. A value
+// set once at package load and only read after: not state.
 var codec = chunkCodec{base: encoding.GetCodecV2(grpcproto.Name)}
 
 // Name is the proto codec's: the content-subtype stays "proto".
@@ -390,6 +391,7 @@ func (m *inChunk) free() {
 
 // chunkBufs recycles the buffers chunks are read into. Unlike gRPC's
 // default pool it does not clear them: a file read fills every byte sent.
+// A pool is a cache, not state: a Get may return a fresh buffer any time.
 var chunkBufs = &bufPool{size: ChunkSize}
 
 // bufPool is a mem.BufferPool of buffers of one size, not cleared.

@@ -408,16 +408,19 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// PeerLeaks names the functions at which goroutines of a multi-member cluster
-// outlive Close: etcd's peer HTTP transport keeps keep-alive connections
-// between members open, and both ends of each live in this process. Tests
-// that run goleak beside a multi-member cluster ignore these, e.g. with
-// goleak.IgnoreAnyFunction for each name. A single member leaves none.
-var PeerLeaks = []string{
-	"net/http.(*persistConn).readLoop",
-	"net/http.(*persistConn).writeLoop",
-	"net/http.(*connReader).backgroundRead",
-	"net/http.(*connReader).abortPendingRead",
+// PeerLeaks returns the names of the functions at which goroutines of a
+// multi-member cluster outlive Close: etcd's peer HTTP transport keeps
+// keep-alive connections between members open, and both ends of each live
+// in this process. Tests that run goleak beside a multi-member cluster
+// ignore these, e.g. with goleak.IgnoreAnyFunction for each name. A single
+// member leaves none. Each call returns a new slice.
+func PeerLeaks() []string {
+	return []string{
+		"net/http.(*persistConn).readLoop",
+		"net/http.(*persistConn).writeLoop",
+		"net/http.(*connReader).backgroundRead",
+		"net/http.(*connReader).abortPendingRead",
+	}
 }
 
 // Count returns how many keys cli sees under prefix, failing tb on error.

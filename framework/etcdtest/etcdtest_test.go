@@ -12,7 +12,7 @@ import (
 
 func TestMain(m *testing.M) {
 	var opts []goleak.Option
-	for _, f := range etcdtest.PeerLeaks {
+	for _, f := range etcdtest.PeerLeaks() {
 		opts = append(opts, goleak.IgnoreAnyFunction(f))
 	}
 	goleak.VerifyTestMain(m, opts...)

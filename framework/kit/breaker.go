@@ -16,7 +16,6 @@ type BreakerOption func(*breakerOptions)
 type breakerOptions struct {
 	failures    uint32
 	openTimeout time.Duration
-	halfOpen    uint32
 	isSuccess   func(error) bool
 	logger      *slog.Logger
 }
@@ -30,13 +29,6 @@ func WithFailures(n uint32) BreakerOption { return func(o *breakerOptions) { o.f
 // default.
 func WithOpenTimeout(d time.Duration) BreakerOption {
 	return func(o *breakerOptions) { o.openTimeout = d }
-}
-
-// WithHalfOpenRequests sets how many trial calls the half-open breaker lets
-// through at once, and how many must succeed to close it; default 1,
-// gobreaker's. Zero means 1.
-func WithHalfOpenRequests(n uint32) BreakerOption {
-	return func(o *breakerOptions) { o.halfOpen = n }
 }
 
 // WithIsSuccessful sets which errors of the endpoint count as successes:
@@ -57,8 +49,8 @@ func WithBreakerLogger(l *slog.Logger) BreakerOption {
 // endpoint keeps failing: after the set number of consecutive failures the
 // breaker opens, and calls fail at once, without reaching the endpoint,
 // with an error that wraps gobreaker.ErrOpenState; after the open timeout
-// it lets trial calls through, and closes on their success. Trial calls
-// beyond the half-open limit fail with gobreaker.ErrTooManyRequests. The
+// it lets one trial call through, and closes on its success. Calls made
+// while the trial runs fail with gobreaker.ErrTooManyRequests. The
 // endpoint's own errors pass through unchanged.
 //
 // It is a sony/gobreaker breaker used as go-kit's circuitbreaker.Gobreaker
@@ -66,13 +58,13 @@ func WithBreakerLogger(l *slog.Logger) BreakerOption {
 // breaker, named name, is made once and shared by every endpoint the
 // middleware wraps.
 func CircuitBreaker(name string, opts ...BreakerOption) endpoint.Middleware {
-	o := breakerOptions{failures: 5, openTimeout: 60 * time.Second, halfOpen: 1}
+	o := breakerOptions{failures: 5, openTimeout: 60 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	st := gobreaker.Settings{
 		Name:         name,
-		MaxRequests:  o.halfOpen,
+		MaxRequests:  1, // one trial call at a time while half-open, gobreaker's default
 		Timeout:      o.openTimeout,
 		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.failures },
 		IsSuccessful: o.isSuccess,

@@ -147,96 +147,100 @@ func TestTimeoutCause(t *testing.T) {
 }
 
 func TestCircuitBreaker(t *testing.T) {
-	t.Run("opens and fails fast", func(t *testing.T) {
-		var calls atomic.Int64
-		var fail atomic.Bool
-		fail.Store(true)
-		cc := startEcho(t, counted(&calls, &fail))
-		e := kit.CircuitBreaker("echo", kit.WithFailures(3), kit.WithOpenTimeout(time.Hour))(echoClient(cc))
-		for i, step := range []struct {
-			name      string
-			wantOpen  bool
-			wantCalls int64
-		}{
-			{"failure 1", false, 1},
-			{"failure 2", false, 2},
-			{"failure 3 opens", false, 3},
-			{"open", true, 3},
-			{"still open", true, 3},
-		} {
-			_, err := e(t.Context(), "x")
-			if err == nil {
-				t.Fatalf("step %d (%s): want an error, have none", i, step.name)
-			}
-			if have := errors.Is(err, gobreaker.ErrOpenState); have != step.wantOpen {
-				t.Errorf("step %d (%s): errors.Is(%v, ErrOpenState): want %v, have %v", i, step.name, err, step.wantOpen, have)
-			}
-			if !step.wantOpen && status.Code(err) != codes.Internal {
-				t.Errorf("step %d (%s): want the server's Internal error, have %v", i, step.name, err)
-			}
-			if step.wantOpen && !strings.HasPrefix(err.Error(), "kit: breaker echo: ") {
-				t.Errorf("step %d (%s): want the error to name the breaker, have %q", i, step.name, err)
-			}
-			if want, have := step.wantCalls, calls.Load(); want != have {
-				t.Errorf("step %d (%s): server calls: want %d, have %d", i, step.name, want, have)
-			}
-		}
-	})
+	t.Run("opens and fails fast", testBreakerOpensAndFailsFast)
+	t.Run("half-open closes on success", testBreakerHalfOpenClosesOnSuccess)
+	t.Run("caller errors do not count", testBreakerIgnoresCallerErrors)
+}
 
-	t.Run("half-open closes on success", func(t *testing.T) {
-		var calls atomic.Int64
-		var fail atomic.Bool
-		fail.Store(true)
-		cc := startEcho(t, counted(&calls, &fail))
-		logs := &logsink.Buffer{}
-		logger := slog.New(slog.NewTextHandler(logs, nil))
-		e := kit.CircuitBreaker("echo",
-			kit.WithFailures(1), kit.WithOpenTimeout(20*time.Millisecond), kit.WithBreakerLogger(logger),
-		)(echoClient(cc))
-		if _, err := e(t.Context(), "x"); status.Code(err) != codes.Internal {
-			t.Fatalf("failure: want Internal, have %v", err)
+func testBreakerOpensAndFailsFast(t *testing.T) {
+	var calls atomic.Int64
+	var fail atomic.Bool
+	fail.Store(true)
+	cc := startEcho(t, counted(&calls, &fail))
+	e := kit.CircuitBreaker("echo", kit.WithFailures(3), kit.WithOpenTimeout(time.Hour))(echoClient(cc))
+	for i, step := range []struct {
+		name      string
+		wantOpen  bool
+		wantCalls int64
+	}{
+		{"failure 1", false, 1},
+		{"failure 2", false, 2},
+		{"failure 3 opens", false, 3},
+		{"open", true, 3},
+		{"still open", true, 3},
+	} {
+		_, err := e(t.Context(), "x")
+		if err == nil {
+			t.Fatalf("step %d (%s): want an error, have none", i, step.name)
 		}
-		fail.Store(false)
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			_, err := e(t.Context(), "x")
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, gobreaker.ErrOpenState) {
-				t.Fatalf("while open: want ErrOpenState, have %v", err)
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("breaker still open after 5s")
-			}
-			time.Sleep(5 * time.Millisecond)
+		if have := errors.Is(err, gobreaker.ErrOpenState); have != step.wantOpen {
+			t.Errorf("step %d (%s): errors.Is(%v, ErrOpenState): want %v, have %v", i, step.name, err, step.wantOpen, have)
 		}
-		if want, have := int64(2), calls.Load(); want != have {
-			t.Errorf("server calls: want %d (failure, trial), have %d", want, have)
+		if !step.wantOpen && status.Code(err) != codes.Internal {
+			t.Errorf("step %d (%s): want the server's Internal error, have %v", i, step.name, err)
 		}
-		for _, want := range []string{
-			"level=WARN msg=\"circuit breaker state change\" breaker=echo from=closed to=open",
-			"level=INFO msg=\"circuit breaker state change\" breaker=echo from=open to=half-open",
-			"level=INFO msg=\"circuit breaker state change\" breaker=echo from=half-open to=closed",
-		} {
-			if !strings.Contains(logs.String(), want) {
-				t.Errorf("log: want a line with %q, have:\n%s", want, logs)
-			}
+		if step.wantOpen && !strings.HasPrefix(err.Error(), "kit: breaker echo: ") {
+			t.Errorf("step %d (%s): want the error to name the breaker, have %q", i, step.name, err)
 		}
-	})
+		if want, have := step.wantCalls, calls.Load(); want != have {
+			t.Errorf("step %d (%s): server calls: want %d, have %d", i, step.name, want, have)
+		}
+	}
+}
 
-	t.Run("caller errors do not count", func(t *testing.T) {
-		cc := startEcho(t, func(context.Context, any) (any, error) {
-			return nil, status.Error(codes.InvalidArgument, "bad request")
-		})
-		callerErr := func(err error) bool { return err == nil || status.Code(err) == codes.InvalidArgument }
-		e := kit.CircuitBreaker("echo", kit.WithFailures(1), kit.WithIsSuccessful(callerErr))(echoClient(cc))
-		for i := range 3 {
-			if _, err := e(t.Context(), "x"); status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("call %d: want InvalidArgument, have %v", i, err)
-			}
+func testBreakerHalfOpenClosesOnSuccess(t *testing.T) {
+	var calls atomic.Int64
+	var fail atomic.Bool
+	fail.Store(true)
+	cc := startEcho(t, counted(&calls, &fail))
+	logs := &logsink.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	e := kit.CircuitBreaker("echo",
+		kit.WithFailures(1), kit.WithOpenTimeout(20*time.Millisecond), kit.WithBreakerLogger(logger),
+	)(echoClient(cc))
+	if _, err := e(t.Context(), "x"); status.Code(err) != codes.Internal {
+		t.Fatalf("failure: want Internal, have %v", err)
+	}
+	fail.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e(t.Context(), "x")
+		if err == nil {
+			break
 		}
+		if !errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("while open: want ErrOpenState, have %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("breaker still open after 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if want, have := int64(2), calls.Load(); want != have {
+		t.Errorf("server calls: want %d (failure, trial), have %d", want, have)
+	}
+	for _, want := range []string{
+		"level=WARN msg=\"circuit breaker state change\" breaker=echo from=closed to=open",
+		"level=INFO msg=\"circuit breaker state change\" breaker=echo from=open to=half-open",
+		"level=INFO msg=\"circuit breaker state change\" breaker=echo from=half-open to=closed",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log: want a line with %q, have:\n%s", want, logs)
+		}
+	}
+}
+
+func testBreakerIgnoresCallerErrors(t *testing.T) {
+	cc := startEcho(t, func(context.Context, any) (any, error) {
+		return nil, status.Error(codes.InvalidArgument, "bad request")
 	})
+	callerErr := func(err error) bool { return err == nil || status.Code(err) == codes.InvalidArgument }
+	e := kit.CircuitBreaker("echo", kit.WithFailures(1), kit.WithIsSuccessful(callerErr))(echoClient(cc))
+	for i := range 3 {
+		if _, err := e(t.Context(), "x"); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("call %d: want InvalidArgument, have %v", i, err)
+		}
+	}
 }
 
 func TestRateLimit(t *testing.T) {

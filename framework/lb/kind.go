@@ -40,8 +40,8 @@ func WithUnknownAsStream(ctx context.Context) context.Context {
 }
 
 // pickKind returns the kind of the call being picked.
-func pickKind(info balancer.PickInfo) callKind {
-	k := kindOf(info.FullMethodName)
+func (c *kindCache) pickKind(info balancer.PickInfo) callKind {
+	k := c.kindOf(info.FullMethodName)
 	if k == kindUnknown && info.Ctx != nil && info.Ctx.Value(unknownAsStreamKey{}) != nil {
 		return kindStream
 	}
@@ -59,12 +59,12 @@ const maxKinds = 4096
 // name is of unknown kind without hashing it into the registry.
 const maxMethodLen = 1024
 
-// kinds caches kindOf by full method name, for the methods found in the
-// registry: a proxy forwards whatever method names its callers send, and
-// they must not grow the cache, whatever their number or length. It is
+// kindCache caches kindOf by full method name, for the methods found in
+// the registry: a proxy forwards whatever method names its callers send,
+// and they must not grow the cache, whatever their number or length. It is
 // copied on write, so that a pick reads it without a lock and without
-// allocating.
-var kinds struct {
+// allocating. Each balancer has its own; the zero value is empty.
+type kindCache struct {
 	mu sync.Mutex // serialises writers
 	m  atomic.Pointer[map[string]callKind]
 }
@@ -80,8 +80,8 @@ var kinds struct {
 // PickInfo carries the method name and the call's context, DoneInfo the
 // error, trailer and whether bytes moved, and a unary call runs as a
 // stream internally. The method name and the registry are what is left.
-func kindOf(method string) callKind {
-	if m := kinds.m.Load(); m != nil {
+func (c *kindCache) kindOf(method string) callKind {
+	if m := c.m.Load(); m != nil {
 		if k, ok := (*m)[method]; ok {
 			return k
 		}
@@ -90,9 +90,9 @@ func kindOf(method string) callKind {
 	if k == kindUnknown {
 		return k
 	}
-	kinds.mu.Lock()
-	defer kinds.mu.Unlock()
-	old := kinds.m.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
 	if old != nil && len(*old) >= maxKinds {
 		return k
 	}
@@ -102,7 +102,7 @@ func kindOf(method string) callKind {
 	}
 	// A clone, so that the key holds no larger buffer the name is part of.
 	next[strings.Clone(method)] = k
-	kinds.m.Store(&next)
+	c.m.Store(&next)
 	return k
 }
 

@@ -12,6 +12,7 @@ import (
 )
 
 func TestKindOf(t *testing.T) {
+	var kinds kindCache
 	for _, tc := range []struct {
 		method          string
 		unknownAsStream bool
@@ -31,11 +32,11 @@ func TestKindOf(t *testing.T) {
 		if tc.unknownAsStream {
 			ctx = WithUnknownAsStream(ctx)
 		}
-		if have := pickKind(balancer.PickInfo{FullMethodName: tc.method, Ctx: ctx}); have != tc.want {
+		if have := kinds.pickKind(balancer.PickInfo{FullMethodName: tc.method, Ctx: ctx}); have != tc.want {
 			t.Errorf("%.60s (unknown as stream: %v): have kind %d, want %d", tc.method, tc.unknownAsStream, have, tc.want)
 		}
 	}
-	if have := pickKind(balancer.PickInfo{FullMethodName: "/svckit.test.Test/Sleep"}); have != kindUnknown {
+	if have := kinds.pickKind(balancer.PickInfo{FullMethodName: "/svckit.test.Test/Sleep"}); have != kindUnknown {
 		t.Errorf("nil context: have kind %d, want unknown", have)
 	}
 }
@@ -44,6 +45,7 @@ func TestKindOf(t *testing.T) {
 // names of 32 KiB each, as a client of a proxy may: before the fix the
 // cache kept every one (2,000 entries, 78 MiB live); now it keeps none.
 func TestKindCacheHoldsNoUnknownNames(t *testing.T) {
+	var kinds kindCache
 	entries := func() int {
 		if m := kinds.m.Load(); m != nil {
 			return len(*m)
@@ -56,12 +58,12 @@ func TestKindCacheHoldsNoUnknownNames(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return int64(ms.HeapAlloc)
 	}
-	_ = kindOf(healthpb.Health_Watch_FullMethodName)
+	_ = kinds.kindOf(healthpb.Health_Watch_FullMethodName)
 	wantEntries, before := entries(), heap()
 	pad := strings.Repeat("m", 32<<10)
 	for i := range 2000 {
 		method := "/svckit.unknown.Svc" + strconv.Itoa(i) + "/" + pad
-		if have := kindOf(method); have != kindUnknown {
+		if have := kinds.kindOf(method); have != kindUnknown {
 			t.Fatalf("name %d: have kind %d, want unknown", i, have)
 		}
 	}
@@ -77,8 +79,9 @@ func TestKindCacheHoldsNoUnknownNames(t *testing.T) {
 
 // A pick of an unknown method, looked up each time, allocates nothing.
 func TestKindOfUnknownAllocatesNothing(t *testing.T) {
+	var kinds kindCache
 	info := balancer.PickInfo{FullMethodName: "/svckit.unknown.Svc/Method", Ctx: WithUnknownAsStream(context.Background())}
-	if have := testing.AllocsPerRun(100, func() { _ = pickKind(info) }); have != 0 {
+	if have := testing.AllocsPerRun(100, func() { _ = kinds.pickKind(info) }); have != 0 {
 		t.Errorf("pickKind of an unknown method: %v allocations, want 0", have)
 	}
 }

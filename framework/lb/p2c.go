@@ -12,12 +12,14 @@ import (
 const P2CEWMA = "svckit_p2c_ewma"
 
 func init() {
-	balancer.Register(builder{name: P2CEWMA, newPolicy: func() policy { return p2cPolicy{} }})
+	balancer.Register(builder{name: P2CEWMA, newPolicy: func() policy { return p2cPolicy{kinds: &kindCache{}} }})
 }
 
-type p2cPolicy struct{}
+type p2cPolicy struct {
+	kinds *kindCache // shared by the balancer's pickers
+}
 
-func (p2cPolicy) picker(eps []ready) balancer.Picker {
+func (p p2cPolicy) picker(eps []ready) balancer.Picker {
 	// A cold endpoint (no finished call yet) is priced as the cheapest
 	// healthy warm one: it gets calls at once, and its in-flight count keeps
 	// a burst from flooding it. Failing endpoints do not set the price, or a
@@ -34,12 +36,13 @@ func (p2cPolicy) picker(eps []ready) balancer.Picker {
 	if cold == 0 {
 		cold = float64(minLatency)
 	}
-	return &p2cPicker{eps: eps, cold: cold}
+	return &p2cPicker{eps: eps, cold: cold, kinds: p.kinds}
 }
 
 type p2cPicker struct {
-	eps  []ready
-	cold float64
+	eps   []ready
+	cold  float64
+	kinds *kindCache
 }
 
 var _ balancer.Picker = (*p2cPicker)(nil)
@@ -78,6 +81,6 @@ func (p *p2cPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		return res, err
 	}
 	e.stats.picked.Store(now)
-	res.Done = startCall(e.stats, now, pickKind(info), res.Done)
+	res.Done = startCall(e.stats, now, p.kinds.pickKind(info), res.Done)
 	return res, nil
 }

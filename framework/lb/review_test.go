@@ -249,46 +249,9 @@ func TestP2COldStreamDoesNotClearAFailurePenalty(t *testing.T) {
 	hc := healthpb.NewHealthClient(cc)
 	check := checkWarm(ctx, t, cc, len(srvs))
 
-	// Open streams until one is held on bad; end the others.
 	bad := srvs[0]
-	var old healthpb.Health_WatchClient
-	for i := 0; old == nil; i++ {
-		if i == 200 {
-			t.Fatalf("no stream on %s in %d tries", bad.addr, i)
-		}
-		sctx, scancel := context.WithCancel(ctx)
-		defer scancel()
-		w, err := hc.Watch(sctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatalf("open stream %d: %v", i, err)
-		}
-		if _, err := w.Recv(); err != nil {
-			t.Fatalf("stream %d first status: %v", i, err)
-		}
-		if bad.held.Load() == 1 {
-			old = w
-			continue
-		}
-		scancel()
-	}
-
-	// One unary call on bad fails: bad is penalised.
-	bad.failCheck.Store(true)
-	var failedAt time.Time
-	for i := 0; bad.failCheck.Load(); i++ {
-		if i == 10_000 {
-			t.Fatalf("no call reached %s in %d calls", bad.addr, i)
-		}
-		start := time.Now()
-		addr, err := check()
-		if err != nil {
-			if status.Code(err) != codes.Internal || addr != bad.addr {
-				t.Fatalf("call %d: %s: %v, want the failure on %s only", i, addr, err, bad.addr)
-			}
-			failedAt = start
-		}
-	}
-
+	old := streamOn(ctx, t, hc, bad)
+	failedAt := failOnce(t, check, bad) // bad is penalised
 	// The old stream ends OK.
 	close(bad.hold)
 	for {
@@ -321,6 +284,54 @@ func TestP2COldStreamDoesNotClearAFailurePenalty(t *testing.T) {
 		t.Fatalf("%s took %d of %d calls after a stream opened before its failure ended OK, want 0 (penalty kept)", bad.addr, have, n)
 	}
 	t.Logf("%s took 0 of %d calls within %s of its failure", bad.addr, n, time.Since(failedAt).Round(time.Millisecond))
+}
+
+// streamOn opens streams until one is held on bad, ends the others, and
+// returns the one on bad, open until the test ends.
+func streamOn(ctx context.Context, t *testing.T, hc healthpb.HealthClient, bad *heldServer) healthpb.Health_WatchClient {
+	t.Helper()
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatalf("no stream on %s in %d tries", bad.addr, i)
+		}
+		sctx, scancel := context.WithCancel(ctx)
+		w, err := hc.Watch(sctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			scancel()
+			t.Fatalf("open stream %d: %v", i, err)
+		}
+		if _, err := w.Recv(); err != nil {
+			scancel()
+			t.Fatalf("stream %d first status: %v", i, err)
+		}
+		if bad.held.Load() == 1 {
+			t.Cleanup(scancel)
+			return w
+		}
+		scancel()
+	}
+}
+
+// failOnce makes calls until one on bad fails with Internal, and returns
+// when that call started. Any other failure fails the test.
+func failOnce(t *testing.T, check func() (string, error), bad *heldServer) time.Time {
+	t.Helper()
+	bad.failCheck.Store(true)
+	var failedAt time.Time
+	for i := 0; bad.failCheck.Load(); i++ {
+		if i == 10_000 {
+			t.Fatalf("no call reached %s in %d calls", bad.addr, i)
+		}
+		start := time.Now()
+		addr, err := check()
+		if err != nil {
+			if status.Code(err) != codes.Internal || addr != bad.addr {
+				t.Fatalf("call %d: %s: %v, want the failure on %s only", i, addr, err, bad.addr)
+			}
+			failedAt = start
+		}
+	}
+	return failedAt
 }
 
 // TestP2CStreamRestoresAStaleEstimateAsCold: three instances; one call on

@@ -33,7 +33,8 @@ const (
 	minLatency  = time.Microsecond
 )
 
-// epoch anchors the monotonic clock the stats use.
+// epoch anchors the monotonic clock the stats use. Set once when the
+// package loads and only read after, so not mutable state.
 var epoch = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
@@ -161,6 +162,8 @@ type call struct {
 	done  func(balancer.DoneInfo)
 }
 
+// callPool recycles call objects: a cache, not state (a Get may return a
+// fresh one at any time).
 var callPool sync.Pool
 
 func init() {

@@ -14,7 +14,9 @@ type Backoff struct {
 
 // defaultBackoff retries fast at first (a lost key is back well within 2 s)
 // and settles at 2 s while etcd stays away.
-var defaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+func defaultBackoff() Backoff {
+	return Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+}
 
 // Delay returns the wait before retry n (0-based).
 func (b Backoff) Delay(n int) time.Duration {

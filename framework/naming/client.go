@@ -325,10 +325,6 @@ func certAlert(err error) bool {
 	return strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate")
 }
 
-// ZapLogger returns a zap logger that writes warnings and errors to l, for
-// the etcd client and server, which log with zap.
-func ZapLogger(l *slog.Logger) *zap.Logger { return zapLogger(l, slog.LevelWarn) }
-
 // zapLogger returns a zap logger that writes entries of level or above to
 // l; level is slog.LevelWarn or slog.LevelError.
 func zapLogger(l *slog.Logger, level slog.Level) *zap.Logger {

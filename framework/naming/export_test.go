@@ -11,3 +11,6 @@ func WithListPage(n int) ResolverOption {
 func WithAfterPage(f func(n int)) ResolverOption {
 	return func(o *resolverOptions) { o.afterPage = f }
 }
+
+// ParseTarget is parseTarget, for the external tests.
+var ParseTarget = parseTarget

@@ -295,7 +295,9 @@ func checkAddr(addr string) error {
 }
 
 // secretWords are label key fragments that suggest a secret.
-var secretWords = []string{"password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "credential", "private_key", "privatekey"}
+func secretWords() []string {
+	return []string{"password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "credential", "private_key", "privatekey"}
+}
 
 func (m Metadata) validate() error {
 	if m.Weight > maxWeight {
@@ -303,7 +305,7 @@ func (m Metadata) validate() error {
 	}
 	for k := range m.Labels {
 		lk := strings.ToLower(k)
-		for _, w := range secretWords {
+		for _, w := range secretWords() {
 			if strings.Contains(lk, w) {
 				return fmt.Errorf("naming: label %q looks like a secret; records are readable by every client: %w", k, ErrInvalid)
 			}

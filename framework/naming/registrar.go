@@ -92,9 +92,6 @@ func WithTTL(d time.Duration) RegistrarOption { return func(o *registrarOptions)
 // WithLogger sets the logger; default slog.Default().
 func WithLogger(l *slog.Logger) RegistrarOption { return func(o *registrarOptions) { o.logger = l } }
 
-// WithBackoff sets the retry backoff after a loss; default 100ms to 2s.
-func WithBackoff(b Backoff) RegistrarOption { return func(o *registrarOptions) { o.backoff = b } }
-
 // WithStopTimeout bounds Deregister when its context has no deadline;
 // default 5s.
 func WithStopTimeout(d time.Duration) RegistrarOption {
@@ -143,7 +140,7 @@ func NewRegistrar(cli *clientv3.Client, inst Instance, opts ...RegistrarOption) 
 		prefix:      DefaultPrefix,
 		ttl:         10 * time.Second,
 		logger:      slog.Default(),
-		backoff:     defaultBackoff,
+		backoff:     defaultBackoff(),
 		stopTimeout: 5 * time.Second,
 	}
 	for _, opt := range opts {

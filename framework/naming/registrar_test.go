@@ -259,24 +259,9 @@ func TestConcurrentRegisterAndDeregisterLeaveNoRecord(t *testing.T) {
 	cli := c.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// How long one Register takes here (the fastest of three, the first
-	// one connecting): Deregister is started at points spread from 0 to
-	// twice that.
-	took := time.Hour
-	for i := range 3 {
-		probe, err := naming.NewRegistrar(cli, naming.Instance{Service: "probe", Addr: fmt.Sprintf("127.0.0.1:%d", 7990+i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		if err := probe.Register(ctx); err != nil {
-			t.Fatal(err)
-		}
-		took = min(took, time.Since(start))
-		if err := probe.Deregister(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Deregister is started at points spread from 0 to twice the time one
+	// Register takes.
+	took := registerTime(ctx, t, cli)
 	step := 2 * took / 8
 	const rounds = 60
 	var registered, cutShort int
@@ -287,37 +272,7 @@ func TestConcurrentRegisterAndDeregisterLeaveNoRecord(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for range 3 {
-			wg.Go(func() {
-				if r.Register(ctx) == nil {
-					wins.Add(1)
-				}
-			})
-		}
-		for d := range 2 {
-			wg.Go(func() {
-				// Deregister at a point that moves through the Registers'
-				// grant and put from round to round (not a synchronisation).
-				time.Sleep(time.Duration((i+d*3)%8) * step)
-				if err := r.Deregister(ctx); err != nil {
-					t.Errorf("round %d: deregister %d: %v", i, d, err)
-					return
-				}
-				resp, err := admin.Get(ctx, r.Key())
-				if err != nil {
-					t.Errorf("round %d: get: %v", i, err)
-				} else if len(resp.Kvs) != 0 {
-					t.Errorf("round %d: record left right after deregister %d returned", i, d)
-				}
-			})
-		}
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
-		switch have := wins.Load(); have {
+		switch have := raceRound(ctx, t, r, admin, i, step); have {
 		case 0:
 			cutShort++
 		case 1:
@@ -342,6 +297,67 @@ func TestConcurrentRegisterAndDeregisterLeaveNoRecord(t *testing.T) {
 	}
 	t.Logf("Register alone took %s", took.Round(time.Microsecond))
 	t.Logf("%d rounds: %d registered then deregistered, %d with every Register cut short or refused", rounds, registered, cutShort)
+}
+
+// registerTime returns how long one Register takes here: the fastest of
+// three, the first one connecting.
+func registerTime(ctx context.Context, t *testing.T, cli *clientv3.Client) time.Duration {
+	t.Helper()
+	took := time.Hour
+	for i := range 3 {
+		probe, err := naming.NewRegistrar(cli, naming.Instance{Service: "probe", Addr: fmt.Sprintf("127.0.0.1:%d", 7990+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := probe.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took = min(took, time.Since(start))
+		if err := probe.Deregister(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return took
+}
+
+// raceRound is round i: three Registers and two Deregisters of r at once,
+// each Deregister after a number of steps that varies with i. Each
+// Deregister checks through admin that no record is left when it returns.
+// It returns how many Registers succeeded.
+func raceRound(ctx context.Context, t *testing.T, r *naming.Registrar, admin *clientv3.Client, i int, step time.Duration) int32 {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if r.Register(ctx) == nil {
+				wins.Add(1)
+			}
+		})
+	}
+	for d := range 2 {
+		wg.Go(func() {
+			// Deregister at a point that moves through the Registers'
+			// grant and put from round to round (not a synchronisation).
+			time.Sleep(time.Duration((i+d*3)%8) * step)
+			if err := r.Deregister(ctx); err != nil {
+				t.Errorf("round %d: deregister %d: %v", i, d, err)
+				return
+			}
+			resp, err := admin.Get(ctx, r.Key())
+			if err != nil {
+				t.Errorf("round %d: get: %v", i, err)
+			} else if len(resp.Kvs) != 0 {
+				t.Errorf("round %d: record left right after deregister %d returned", i, d)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return wins.Load()
 }
 
 // A Deregister that cancels a Register whose put etcd applied but whose

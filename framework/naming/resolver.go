@@ -40,12 +40,11 @@ const keyBudget = time.Millisecond
 type ResolverOption func(*resolverOptions)
 
 type resolverOptions struct {
-	logger   *slog.Logger
-	coalesce time.Duration
-	backoff  Backoff
-	resync   time.Duration
-	hold     time.Duration
-	timeout  time.Duration
+	logger  *slog.Logger
+	backoff Backoff
+	resync  time.Duration
+	hold    time.Duration
+	timeout time.Duration
 
 	// Set by tests only (export_test.go).
 	page      int         // keys per list request at most; 0 means listPage
@@ -55,13 +54,6 @@ type resolverOptions struct {
 // WithResolverLogger sets the logger; default slog.Default().
 func WithResolverLogger(l *slog.Logger) ResolverOption {
 	return func(o *resolverOptions) { o.logger = l }
-}
-
-// WithCoalesce sets the shortest time between two updates pushed to gRPC: a
-// burst of watch events within it becomes one update. Default 20ms; 0 pushes
-// every watch response.
-func WithCoalesce(d time.Duration) ResolverOption {
-	return func(o *resolverOptions) { o.coalesce = d }
 }
 
 // WithResolverBackoff sets the backoff between failed lists; default 100ms
@@ -150,12 +142,11 @@ var _ resolver.Builder = (*Builder)(nil)
 // NewBuilder returns a Builder that reads etcd through cli.
 func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
 	o := resolverOptions{
-		logger:   slog.Default(),
-		coalesce: 20 * time.Millisecond,
-		backoff:  defaultBackoff,
-		resync:   10 * time.Second,
-		hold:     5 * time.Second,
-		timeout:  3 * time.Second,
+		logger:  slog.Default(),
+		backoff: defaultBackoff(),
+		resync:  10 * time.Second,
+		hold:    5 * time.Second,
+		timeout: 3 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -171,14 +162,14 @@ func NewBuilder(cli *clientv3.Client, opts ...ResolverOption) *Builder {
 // Scheme returns "etcd".
 func (b *Builder) Scheme() string { return Scheme }
 
-// ParseTarget returns the etcd key prefix that a target's resolver watches:
+// parseTarget returns the etcd key prefix that a target's resolver watches:
 // the target's path (or opaque part) without its leading and trailing '/',
 // then one '/'. For "etcd:///services/fileserver" it is
 // "services/fileserver/", under which Key("services/", "fileserver", addr)
 // puts every instance and no instance of a sibling such as
 // "fileserver-admin". A target whose path names nothing is refused with an
 // error wrapping ErrInvalid.
-func ParseTarget(target resolver.Target) (string, error) {
+func parseTarget(target resolver.Target) (string, error) {
 	path := target.URL.Path
 	if path == "" {
 		path = target.URL.Opaque
@@ -192,7 +183,7 @@ func ParseTarget(target resolver.Target) (string, error) {
 
 // Build starts (or joins) the watch of the target's service.
 func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
-	prefix, err := ParseTarget(target)
+	prefix, err := parseTarget(target)
 	if err != nil {
 		return nil, err
 	}
@@ -617,89 +608,122 @@ func (w *watch) watch(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
-	var pending <-chan time.Time
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	var holdC <-chan time.Time
 	if w.held != nil {
 		t := time.NewTimer(time.Until(w.heldUntil))
 		defer t.Stop()
 		holdC = t.C
 	}
-	// The list just published does not count against the window: the first
-	// change after it goes out at once.
-	var last time.Time
-	dirty := false
-	flush := func() {
-		if dirty {
-			w.publish()
-			dirty, last = false, time.Now()
-		}
-	}
+	c := &coalescer{w: w, window: coalesce}
+	defer c.stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-pending:
-			pending = nil
-			flush()
+		case <-c.pending:
+			c.pending = nil
+			c.flush()
 		case <-holdC:
 			holdC = nil
-			dirty = true
-			flush()
+			c.dirty = true
+			c.flush()
 		case <-resync:
 			if err := w.checkRewound(ctx); err != nil {
-				flush()
+				c.flush()
 				return err
 			}
 		case wr, ok := <-wch:
 			if !ok {
-				flush()
+				c.flush()
 				return errors.New("watch channel closed")
 			}
-			if wr.CompactRevision != 0 {
-				flush()
-				return fmt.Errorf("watch at %d: %w", w.rev+1, rpctypes.ErrCompacted)
+			changed, err := w.take(wr)
+			if err != nil {
+				c.flush()
+				return err
 			}
-			if err := wr.Err(); err != nil {
-				flush()
-				return fmt.Errorf("watch: %w", err)
+			if changed {
+				c.changed()
 			}
-			if wr.Canceled {
-				flush()
-				return errors.New("watch cancelled by the server")
-			}
-			for _, ev := range wr.Events {
-				switch ev.Type {
-				case mvccpb.PUT:
-					w.apply(w.entries, ev.Kv)
-				case mvccpb.DELETE:
-					w.remove(string(ev.Kv.Key))
-				}
-				dirty = true
-			}
-			if wr.Header.Revision > w.rev {
-				w.rev = wr.Header.Revision
-			}
-			w.synced(w.rev)
-			if !dirty || pending != nil {
-				continue
-			}
-			if wait := w.b.opts.coalesce - time.Since(last); wait > 0 {
-				if timer == nil {
-					timer = time.NewTimer(wait)
-				} else {
-					timer.Reset(wait)
-				}
-				pending = timer.C
-				continue
-			}
-			flush()
 		}
+	}
+}
+
+// coalesce is the shortest time between two updates pushed to gRPC: a
+// burst of watch events within it becomes one update.
+const coalesce = 20 * time.Millisecond
+
+// take applies one watch response to the entries and reports whether they
+// changed, or returns why the watch must start again.
+func (w *watch) take(wr clientv3.WatchResponse) (changed bool, _ error) {
+	if wr.CompactRevision != 0 {
+		return false, fmt.Errorf("watch at %d: %w", w.rev+1, rpctypes.ErrCompacted)
+	}
+	if err := wr.Err(); err != nil {
+		return false, fmt.Errorf("watch: %w", err)
+	}
+	if wr.Canceled {
+		return false, errors.New("watch cancelled by the server")
+	}
+	for _, ev := range wr.Events {
+		switch ev.Type {
+		case mvccpb.PUT:
+			w.apply(w.entries, ev.Kv)
+		case mvccpb.DELETE:
+			w.remove(string(ev.Kv.Key))
+		}
+		changed = true
+	}
+	if wr.Header.Revision > w.rev {
+		w.rev = wr.Header.Revision
+	}
+	w.synced(w.rev)
+	return changed, nil
+}
+
+// coalescer publishes a watch's changes at most once a window: the first
+// change after a quiet window goes out at once, later ones when the window
+// ends. The list just published does not count against the window. It
+// lives in the watch's goroutine.
+type coalescer struct {
+	w       *watch
+	window  time.Duration
+	dirty   bool      // changes not yet published
+	last    time.Time // last publish
+	timer   *time.Timer
+	pending <-chan time.Time // fires when the window ends; nil when none waits
+}
+
+// changed marks the entries changed and publishes them now or at the end
+// of the window.
+func (c *coalescer) changed() {
+	c.dirty = true
+	if c.pending != nil {
+		return
+	}
+	if wait := c.window - time.Since(c.last); wait > 0 {
+		if c.timer == nil {
+			c.timer = time.NewTimer(wait)
+		} else {
+			c.timer.Reset(wait)
+		}
+		c.pending = c.timer.C
+		return
+	}
+	c.flush()
+}
+
+// flush publishes the changes, if any.
+func (c *coalescer) flush() {
+	if c.dirty {
+		c.w.publish()
+		c.dirty, c.last = false, time.Now()
+	}
+}
+
+func (c *coalescer) stop() {
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 }
 

@@ -6,24 +6,18 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// dropped are the headers that belong to one hop, or that gRPC sets itself
-// on the next: pseudo-headers (":authority"…) are dropped by their prefix.
-// The deadline crosses as the context's deadline, not as grpc-timeout.
-var dropped = map[string]bool{
-	"content-type":         true,
-	"user-agent":           true,
-	"te":                   true,
-	"host":                 true,
-	"connection":           true,
-	"keep-alive":           true,
-	"proxy-connection":     true,
-	"transfer-encoding":    true,
-	"upgrade":              true,
-	"grpc-timeout":         true,
-	"grpc-encoding":        true,
-	"grpc-accept-encoding": true,
-	"grpc-status":          true,
-	"grpc-message":         true,
+// dropped reports whether header k belongs to one hop, or is one that gRPC
+// sets itself on the next; pseudo-headers (":authority"…) are dropped by
+// their prefix in forwarded. The deadline crosses as the context's
+// deadline, not as grpc-timeout.
+func dropped(k string) bool {
+	switch k {
+	case "content-type", "user-agent", "te", "host", "connection", "keep-alive", "proxy-connection",
+		"transfer-encoding", "upgrade", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+		"grpc-status", "grpc-message":
+		return true
+	}
+	return false
 }
 
 // forwarded returns the metadata of md that crosses the proxy: everything
@@ -33,7 +27,7 @@ var dropped = map[string]bool{
 func forwarded(md metadata.MD) metadata.MD {
 	out := make(metadata.MD, len(md))
 	for k, v := range md {
-		if strings.HasPrefix(k, ":") || dropped[k] {
+		if strings.HasPrefix(k, ":") || dropped(k) {
 			continue
 		}
 		out[k] = v

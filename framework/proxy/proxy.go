@@ -210,7 +210,7 @@ var errBackendEnded = errors.New("proxy: backend ended the call")
 
 // bidi describes every forwarded call: the proxy does not know the
 // method's kind, and a bidirectional stream carries all four.
-var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+func bidi() *grpc.StreamDesc { return &grpc.StreamDesc{ServerStreams: true, ClientStreams: true} }
 
 // forward runs one call through cc: client messages up, backend headers,
 // messages and trailers down, the backend's status back as it is. The call
@@ -228,7 +228,7 @@ func forward(ss grpc.ServerStream, cc *grpc.ClientConn, method string) error {
 	if sub := contentSubtype(md); sub != "" {
 		copts = append(copts, grpc.CallContentSubtype(sub))
 	}
-	cs, err := cc.NewStream(ctx, bidi, method, copts...)
+	cs, err := cc.NewStream(ctx, bidi(), method, copts...)
 	if err != nil {
 		return err
 	}

@@ -164,16 +164,7 @@ func TestServiceWithoutInstanceHasNoEndpointsNotNoCluster(t *testing.T) {
 
 func TestClientKeepsWorkingAcrossXDSRestartWhileEtcdIsDown(t *testing.T) {
 	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	live := map[string]bool{}
-	for range 2 {
-		a := testsvc.Serve(t)
-		live[a] = true
-		put(t, cli, "steady", a)
-	}
-	for i := range 4 {
-		put(t, cli, fmt.Sprintf("side%d", i), testsvc.Serve(t))
-	}
+	live := registerSteadyAndSide(t, c.Client(t))
 	newServer := func() *xds.Server {
 		xs, err := xds.New(naming.NewBuilder(c.Client(t), naming.WithResolverLogger(quiet)), xds.WithLogger(quiet))
 		if err != nil {
@@ -242,4 +233,21 @@ func TestClientKeepsWorkingAcrossXDSRestartWhileEtcdIsDown(t *testing.T) {
 	calls(20, "after")
 	t.Logf("client back on the restarted xDS server %s after it started; %d calls succeeded while it served nothing; served again %s after etcd's restart",
 		reconnect.Round(time.Millisecond), n, served.Round(time.Millisecond))
+}
+
+// registerSteadyAndSide serves and registers two instances of "steady" and
+// one of each of "side0" to "side3", and returns the addresses of
+// steady's.
+func registerSteadyAndSide(t *testing.T, cli *clientv3.Client) map[string]bool {
+	t.Helper()
+	live := map[string]bool{}
+	for range 2 {
+		a := testsvc.Serve(t)
+		live[a] = true
+		put(t, cli, "steady", a)
+	}
+	for i := range 4 {
+		put(t, cli, fmt.Sprintf("side%d", i), testsvc.Serve(t))
+	}
+	return live
 }

@@ -1,41 +1,3 @@
-// Package xds serves svckit's etcd records to any gRPC client with xDS
-// support: lookaside load balancing, with no etcd access and no svckit code
-// in the client.
-//
-// A Server watches every service under a prefix through one naming
-// resolver of the whole prefix (etcd:///services), and keeps an xDS
-// snapshot of it in go-control-plane's cache, served over ADS and the
-// per-type discovery services. For each svckit service NAME it serves:
-//
-//   - a Listener NAME (an API listener, for a client's xds:///NAME), whose
-//     route configuration is inline and sends every call to the cluster;
-//   - a Cluster NAME, of type EDS through ADS, round robin over localities
-//     (or ORCA-weighted round robin, see WithWeightedRoundRobin);
-//   - a ClusterLoadAssignment NAME: one locality per zone, each instance an
-//     endpoint with its registration weight.
-//
-// Each resource type has its own version, a hash of its content, so a
-// change of instances re-sends endpoints only, and a change nobody can see
-// re-sends nothing.
-//
-// A client gets the resources it names, whatever else is registered: gRPC
-// clients subscribe to listeners and clusters by name, never by wildcard.
-//
-// In xDS a Listener or Cluster left out of a response is deleted, and a
-// client with a deleted listener fails every call ("resource … has been
-// removed") until it is served again. So the Server does not take one back
-// lightly: a service keeps its Listener and Cluster once seen in etcd until
-// it has had no instance for a day (forgetAfter), and while it has no
-// instance its ClusterLoadAssignment lists no endpoint (calls fail with
-// UNAVAILABLE, and resume when an instance registers). It serves nothing
-// at all until etcd has answered a first list (gRPC health says
-// NOT_SERVING until then): a Server started while etcd is down leaves every
-// client on the configuration it has cached, instead of telling it that
-// nothing exists. And for 10s after that first list (holdUnknown) it does
-// not answer a reconnecting client's first request for a Listener or
-// Cluster it has not seen: the client keeps it (see holdingCache), through
-// an etcd replaced by an empty one, or a service without instance that a
-// restarted Server never saw.
 package xds
 
 import (
@@ -152,7 +114,6 @@ type Server struct {
 	lastSeen map[string]time.Time // when each service last had an instance
 	versions [3]string            // cluster, endpoint, listener
 	updates  int
-	changed  chan struct{} // closed and replaced on every new snapshot
 }
 
 // Instance is one endpoint as served.
@@ -179,7 +140,6 @@ func New(b *naming.Builder, opts ...Option) (*Server, error) {
 		states:   make(chan resolver.State, 1),
 		services: map[string][]Instance{},
 		lastSeen: map[string]time.Time{},
-		changed:  make(chan struct{}),
 		ready:    make(chan struct{}),
 		hold:     holdUnknown,
 		forget:   forgetAfter,
@@ -338,67 +298,13 @@ func (s *Server) Versions() (cds, eds, lds string) {
 	return s.versions[0], s.versions[1], s.versions[2]
 }
 
-// Changed returns a channel closed at the next snapshot change.
-func (s *Server) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
-
 // apply turns a resolver state of the whole prefix into a snapshot.
 func (s *Server) apply(st resolver.State) error {
-	services := map[string][]Instance{}
-	s.mu.Lock()
-	for name := range s.services { // once seen, served until forgotten
-		services[name] = nil
-	}
-	s.mu.Unlock()
-	for _, ep := range st.Endpoints {
-		key, ok := naming.KeyOf(ep)
-		if !ok || len(ep.Addresses) == 0 {
-			continue
-		}
-		svc, err := naming.ServiceOfKey(s.opts.prefix, key)
-		if err != nil {
-			s.opts.log.Debug("skip key", "key", key, "err", err)
-			continue
-		}
-		in := Instance{Addr: ep.Addresses[0].Addr, Weight: 1}
-		if md, ok := naming.MetadataOf(ep); ok {
-			in.Zone = md.Zone
-			in.Weight = max(md.Weight, 1)
-		}
-		services[svc] = append(services[svc], in)
-	}
-	now := time.Now()
-	s.mu.Lock()
-	lastSeen := maps.Clone(s.lastSeen)
-	s.mu.Unlock()
-	for name, ins := range services {
-		switch {
-		case len(ins) > 0:
-			lastSeen[name] = now
-		case now.Sub(lastSeen[name]) >= s.forget:
-			delete(services, name)
-			delete(lastSeen, name)
-			s.opts.log.Info("forgetting a service without instance", "service", name, "for", s.forget)
-		}
-	}
-	var clusters, endpoints, listeners []types.Resource
-	for _, name := range slices.Sorted(maps.Keys(services)) {
-		cla, err := loadAssignment(name, services[name])
-		if err != nil {
-			return err
-		}
-		l, err := listener(name)
-		if err != nil {
-			return err
-		}
-		c, err := cluster(name, s.opts.wrr)
-		if err != nil {
-			return err
-		}
-		clusters, endpoints, listeners = append(clusters, c), append(endpoints, cla), append(listeners, l)
+	services := s.instances(st)
+	lastSeen := s.forgetIdle(services, time.Now())
+	clusters, endpoints, listeners, err := s.resources(services)
+	if err != nil {
+		return err
 	}
 	versions := [3]string{version(clusters), version(endpoints), version(listeners)}
 	s.mu.Lock()
@@ -427,12 +333,81 @@ func (s *Server) apply(st resolver.State) error {
 		close(s.ready)
 	}
 	s.updates++
-	close(s.changed)
-	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	s.opts.log.Info("snapshot", "services", len(services), "endpoints", len(st.Endpoints),
 		"cds", versions[0], "eds", versions[1], "lds", versions[2])
 	return nil
+}
+
+// instances groups the endpoints of st by service. Every service served
+// so far is in the map, without instances if st has none: once seen, a
+// service is served until forgotten.
+func (s *Server) instances(st resolver.State) map[string][]Instance {
+	services := map[string][]Instance{}
+	s.mu.Lock()
+	for name := range s.services {
+		services[name] = nil
+	}
+	s.mu.Unlock()
+	for _, ep := range st.Endpoints {
+		key, ok := naming.KeyOf(ep)
+		if !ok || len(ep.Addresses) == 0 {
+			continue
+		}
+		svc, err := naming.ServiceOfKey(s.opts.prefix, key)
+		if err != nil {
+			s.opts.log.Debug("skip key", "key", key, "err", err)
+			continue
+		}
+		in := Instance{Addr: ep.Addresses[0].Addr, Weight: 1}
+		if md, ok := naming.MetadataOf(ep); ok {
+			in.Zone = md.Zone
+			in.Weight = max(md.Weight, 1)
+		}
+		services[svc] = append(services[svc], in)
+	}
+	return services
+}
+
+// forgetIdle deletes from services those without an instance for the
+// forget period, and returns when each remaining one last had an
+// instance, as of now. It does not change the Server.
+func (s *Server) forgetIdle(services map[string][]Instance, now time.Time) map[string]time.Time {
+	s.mu.Lock()
+	lastSeen := maps.Clone(s.lastSeen)
+	s.mu.Unlock()
+	for name, ins := range services {
+		switch {
+		case len(ins) > 0:
+			lastSeen[name] = now
+		case now.Sub(lastSeen[name]) >= s.forget:
+			delete(services, name)
+			delete(lastSeen, name)
+			s.opts.log.Info("forgetting a service without instance", "service", name, "for", s.forget)
+		}
+	}
+	return lastSeen
+}
+
+// resources returns the xDS resources of services, in the order of their
+// names.
+func (s *Server) resources(services map[string][]Instance) (clusters, endpoints, listeners []types.Resource, _ error) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		cla, err := loadAssignment(name, services[name])
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l, err := listener(name)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c, err := cluster(name, s.opts.wrr)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		clusters, endpoints, listeners = append(clusters, c), append(endpoints, cla), append(listeners, l)
+	}
+	return clusters, endpoints, listeners, nil
 }
 
 // version hashes resources into a version string.

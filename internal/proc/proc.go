@@ -61,14 +61,15 @@ func StartT(tb TB, bin string, args, env []string) *Proc {
 	return p
 }
 
-// ServingRE matches the line framework.App logs once it serves: its gRPC
-// address and its admin address (empty when off).
-var ServingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
+// servingRE matches the line framework.App logs once it serves: its gRPC
+// address and its admin address (empty when off). A compiled regexp is
+// read-only.
+var servingRE = regexp.MustCompile(`msg=serving .*addr=(\S+) admin=(\S*)`)
 
 // WaitServing waits up to d until the process, a program on framework.App,
 // logs that it serves, and returns its gRPC and admin addresses.
 func (p *Proc) WaitServing(d time.Duration) (addr, admin string, err error) {
-	m, err := p.WaitFor(ServingRE, d)
+	m, err := p.WaitFor(servingRE, d)
 	if err != nil {
 		return "", "", err
 	}

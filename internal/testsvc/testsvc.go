@@ -32,6 +32,8 @@ type server struct{}
 // Register registers the test service on s.
 func Register(s grpc.ServiceRegistrar) { s.RegisterService(&desc, server{}) }
 
+// desc is the service's gRPC description, as generated code declares one:
+// part of gRPC registration, read-only.
 var desc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
 	HandlerType: (*any)(nil),

@@ -65,7 +65,7 @@ func leakOptions() []goleak.Option {
 	// version request caught in that stop stays blocked on the closed
 	// backend (a crashed process would take it along).
 	opts := []goleak.Option{goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/etcdhttp.newPeerHandler.versionHandler.func1")}
-	for _, f := range etcdtest.PeerLeaks {
+	for _, f := range etcdtest.PeerLeaks() {
 		opts = append(opts, goleak.IgnoreAnyFunction(f))
 	}
 	return opts

@@ -68,7 +68,7 @@ func TestMain(m *testing.M) {
 
 func leakOptions() []goleak.Option {
 	var opts []goleak.Option
-	for _, f := range etcdtest.PeerLeaks {
+	for _, f := range etcdtest.PeerLeaks() {
 		opts = append(opts, goleak.IgnoreAnyFunction(f))
 	}
 	return opts
