@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -99,21 +100,23 @@ func startSleepApp(b *testing.B, cli *clientv3.Client, service string, extra ...
 	return a.app
 }
 
-// dialService returns framework.Dial's connection to service with policy,
-// the test service marked idempotent, and extra options; it is closed when
-// b ends (before the Apps it reaches stop).
-func dialService(b *testing.B, cli *clientv3.Client, service, policy string, extra ...framework.DialOption) *grpc.ClientConn {
+// dialService returns a client.Client's connection to service with
+// policy, the test service marked idempotent, and extra options; it is
+// closed when b ends (before the Apps it reaches stop).
+func dialService(b *testing.B, cli *clientv3.Client, service, policy string, extra ...client.Option) *grpc.ClientConn {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	opts := append([]framework.DialOption{
-		framework.WithDialEtcdClient(cli),
-		framework.WithBalancer(policy),
-		framework.WithIdempotent(testsvc.ServiceName),
-		framework.WithDialLogger(quiet),
-		framework.WithDialTimeout(waitTimeout),
-	}, extra...)
-	cc, err := framework.Dial(ctx, service, opts...)
+	c, err := client.NewFromEtcd(cli, append([]client.Option{
+		client.WithBalancer(policy),
+		client.WithIdempotent(testsvc.ServiceName),
+		client.WithLogger(quiet),
+		client.WithTimeout(waitTimeout),
+	}, extra...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := c.Dial(ctx, service)
 	if err != nil {
 		b.Fatalf("dial %s: %v", service, err)
 	}
@@ -200,8 +203,8 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 // BenchmarkUnary
 
 // BenchmarkUnary measures unary RPC throughput and latency over loopback:
-// a plain gRPC server and client against a framework.App and
-// framework.Dial, both balanced by round_robin, with tracing off and on.
+// a plain gRPC server and client against a framework.App and a
+// client.Client, both balanced by round_robin, with tracing off and on.
 func BenchmarkUnary(b *testing.B) {
 	modes := []struct {
 		name  string
@@ -235,11 +238,11 @@ func BenchmarkUnary(b *testing.B) {
 		for _, m := range modes {
 			b.Run(m.name, func(b *testing.B) {
 				var aopts []framework.Option
-				var dopts []framework.DialOption
+				var dopts []client.Option
 				if m.trace {
 					tp := newTracerProvider(b)
 					aopts = append(aopts, framework.WithTracerProvider(tp))
-					dopts = append(dopts, framework.WithDialTracerProvider(tp))
+					dopts = append(dopts, client.WithTracerProvider(tp))
 				}
 				service := uniqueService("unary")
 				startSleepApp(b, cli, service, aopts...)
@@ -299,7 +302,7 @@ const (
 )
 
 // BenchmarkTail runs three framework.Apps of one service, one of them bad,
-// and 32 concurrent callers through framework.Dial with each policy. In
+// and 32 concurrent callers through client.Client.Dial with each policy. In
 // slow, the bad instance adds 20ms to every call; in failing, it fails
 // every call at once with UNAVAILABLE (the calls are idempotent, so they are
 // retried). Reports the share of attempts the bad instance received, the

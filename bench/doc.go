@@ -6,8 +6,8 @@
 //
 // The package has no code of its own; the naming benchmarks are in
 // naming_test.go, those of framework.App in lifecycle_test.go, those of the
-// load-balancing policies in lb_test.go and those of framework.Dial in
-// dial_test.go.
+// load-balancing policies in lb_test.go and those of the client
+// (framework/client) in dial_test.go.
 //
 //   - BenchmarkRegisterToFirstRPC/{svckit,etcd}: a client connection already
 //     resolves an empty service (its resolver has listed the empty prefix and
@@ -79,29 +79,29 @@
 //     picker, that is N picker rebuilds (every state change of an endpoint
 //     rebuilds the policy's picker over all ready endpoints).
 //
-// The framework.Dial benchmarks run real servers on 127.0.0.1 and, for
-// svckit, framework.Apps registered in an embedded etcd, with the test
-// service svckit.test.Test (a copy of framework/internal/testsvc, which is
-// internal to framework/):
+// The client benchmarks run real servers on 127.0.0.1 and, for svckit,
+// framework.Apps registered in an embedded etcd, with the test service
+// svckit.test.Test (a copy of framework/internal/testsvc, which is internal
+// to framework/):
 //
 //   - BenchmarkUnary/{bare,svckit}/{trace=off,trace=on}: Sleep(0) calls from
 //     8×GOMAXPROCS goroutines (RunParallel). bare is grpc.NewServer and
 //     grpc.NewClient on passthrough:/// with round_robin; svckit is a
-//     framework.App and framework.Dial with round_robin (the same balancer)
-//     and the service marked idempotent, with everything else Dial and the
-//     App add: otelgrpc stats handlers, Prometheus, logging and recovery
-//     interceptors, the retry policy, client-side health checking,
-//     keepalive. trace=off leaves bare without stats handlers and svckit
-//     without a tracer provider (no tracing); trace=on gives both an
+//     framework.App and a client.Client with round_robin (the same
+//     balancer) and the service marked idempotent, with everything else
+//     the client and the App add: tracing interceptors, Prometheus, logging
+//     and recovery interceptors, the retry policy, client-side health
+//     checking, keepalive. trace=off leaves bare without stats handlers and
+//     svckit without a tracer provider (no tracing); trace=on gives both an
 //     SDK tracer provider that samples every span and exports them in
 //     batches to a discarding exporter (otelgrpc handlers on both sides for
-//     bare, WithTracerProvider and WithDialTracerProvider for svckit).
-//     Reports rps, and us-p50 and us-p99: the latency of calls in
+//     bare, framework.WithTracerProvider and client.WithTracerProvider for
+//     svckit). Reports rps, and us-p50 and us-p99: the latency of calls in
 //     microseconds.
 //
 //   - BenchmarkTail/{svckit_p2c_ewma,round_robin}/{slow,failing}: three
 //     framework.Apps of one service and 32 concurrent callers through
-//     framework.Dial with the policy, the test service marked idempotent
+//     a client.Client with the policy, the test service marked idempotent
 //     (retried on UNAVAILABLE, 3 attempts). One App is bad: in slow, a
 //     server interceptor adds 20ms to each call; in failing, it fails each
 //     call at once with UNAVAILABLE while its health stays SERVING. The 32

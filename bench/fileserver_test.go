@@ -18,6 +18,7 @@ import (
 
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 )
@@ -115,7 +116,7 @@ func BenchmarkTCPCopy(b *testing.B) {
 }
 
 // BenchmarkFileSrv moves the file through FileSrv on framework.App, with a
-// client on framework.Dial: Put (hashing on the server, fsync, rename) and
+// client on client.Client.Dial: Put (hashing on the server, fsync, rename) and
 // Get (hash sent first, verified at the end).
 func BenchmarkFileSrv(b *testing.B) {
 	src := randomSource(b, fileSize)
@@ -236,7 +237,7 @@ func fileSum(b *testing.B, p string) string {
 }
 
 // startFileSrv starts an embedded etcd, FileSrv on framework.App over a
-// temporary root, and a client on framework.Dial, with the options
+// temporary root, and a client on client.Client.Dial, with the options
 // cmd/fileserver and cmd/fileclient use; all stop when b ends. The context
 // bounds the transfers.
 func startFileSrv(b *testing.B) (context.Context, *fileserver.Client) {
@@ -265,8 +266,8 @@ func startFileSrv(b *testing.B) (context.Context, *fileserver.Client) {
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	b.Cleanup(dcancel)
-	cc, err := framework.Dial(dctx, "fileserver", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet}),
-		framework.WithDialLogger(quiet), framework.WithGRPCDialOption(fileserver.ClientWindows()...))
+	cc, err := client.Dial(dctx, naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet}, "fileserver",
+		client.WithLogger(quiet), client.WithGRPCOption(fileserver.ClientWindows()...))
 	if err != nil {
 		b.Fatal(err)
 	}

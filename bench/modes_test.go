@@ -23,6 +23,7 @@ import (
 	"github.com/svckit/svckit/examples/fileserver"
 	fsv1 "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/proxy"
@@ -30,7 +31,7 @@ import (
 )
 
 // BenchmarkModes compares the three balancing modes on FileSrv in one run:
-// direct (framework.Dial, the thick client), through svckit proxy (a
+// direct (client.Client.Dial, the thick client), through svckit proxy (a
 // client that knows only the proxy's address), and through svckit xds (a
 // plain grpc-go client on xds:///fileserver, round robin). Three FileSrv
 // instances, the proxy, the xDS server and etcd all run in this process, on
@@ -43,7 +44,7 @@ import (
 //     registration until a List call through MODE reaches it (4 callers
 //     in a loop; List, because the first Stat of a file on an instance
 //     hashes it). Reports ms-median. The proxy is left out: it reaches
-//     instances through framework.Dial, as direct does.
+//     instances through client.Client.Dial, as direct does.
 func BenchmarkModes(b *testing.B) {
 	f := startModes(b)
 	for _, kind := range []string{"stat", "download-64MiB"} {
@@ -128,8 +129,11 @@ func startModes(b *testing.B) *modesFixture {
 	ctx := context.Background()
 
 	// Direct: the thick client.
-	direct, err := framework.Dial(ctx, "fileserver", framework.WithDialEtcdClient(f.cli), framework.WithDialLogger(quietLog),
-		framework.WithGRPCDialOption(fileserver.ClientWindows()...))
+	dc, err := client.NewFromEtcd(f.cli, client.WithLogger(quietLog), client.WithGRPCOption(fileserver.ClientWindows()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	direct, err := dc.Dial(ctx, "fileserver")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +144,7 @@ func startModes(b *testing.B) *modesFixture {
 		// FileSrv's flow-control windows (8 MiB per stream, 16 MiB per
 		// connection), without its codec: the proxy forwards raw frames.
 		proxy.WithServerOption(grpc.InitialWindowSize(8<<20), grpc.InitialConnWindowSize(16<<20)),
-		proxy.WithDialOptions(framework.WithGRPCDialOption(fileserver.ClientWindows()...)))
+		proxy.WithDialOptions(client.WithGRPCOption(fileserver.ClientWindows()...)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@
 // Each default is a plug: the registrar (WithRegistrar), interceptors, the
 // tracer provider and the logger are options; more actors join with Add.
 //
-// The client side (Dial) and balancers live in later packages; this one
-// leaves them out.
+// The client side lives in package client (Config.NewClient builds one
+// from the same settings), the balancers in package lb; this one leaves
+// them out.
 package framework

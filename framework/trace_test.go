@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -63,13 +63,27 @@ func startApp(t *testing.T, app *framework.App) {
 	}
 }
 
+// newClient returns the client.Client of cfg, closed at cleanup.
+func newClient(t *testing.T, cfg framework.Config, opts ...client.Option) *client.Client {
+	t.Helper()
+	cl, err := cfg.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
+	})
+	return cl
+}
+
 func TestTraceSpansClientToAToB(t *testing.T) {
 	c := etcdtest.Start(t)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	quiet := slog.New(slog.DiscardHandler)
-	etcd := naming.ClientConfig{Endpoints: c.Endpoints()}
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = c.Endpoints()
 	newApp := func(name string) *framework.App {
@@ -87,7 +101,8 @@ func TestTraceSpansClientToAToB(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	toB, err := framework.Dial(ctx, "back", framework.WithEtcd(etcd), framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	cl := newClient(t, cfg, client.WithTracerProvider(tp), client.WithLogger(quiet))
+	toB, err := cl.Dial(ctx, "back")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +111,7 @@ func TestTraceSpansClientToAToB(t *testing.T) {
 	a.GRPC().RegisterService(relayDesc(func(ctx context.Context) error { return testsvc.Sleep(ctx, toB, 0) }), nil)
 	startApp(t, a)
 
-	toA, err := framework.Dial(ctx, "front", framework.WithEtcd(etcd), framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	toA, err := cl.Dial(ctx, "front")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +194,7 @@ var streamsDesc = grpc.ServiceDesc{
 }
 
 // TestTraceClientStreamSpansEnd makes real calls of each streaming kind
-// through Dial with an in-memory span recorder, and checks that each client
+// through a client.Client with an in-memory span recorder, and checks that each client
 // span ends with the call's status: after the one response of a
 // client-streaming call (CloseAndRecv returns nil), at io.EOF of a
 // server-streaming one, and when the caller cancels a bidi stream it no
@@ -201,8 +216,7 @@ func TestTraceClientStreamSpansEnd(t *testing.T) {
 	startApp(t, app)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cc, err := framework.Dial(ctx, "streams", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}),
-		framework.WithDialTracerProvider(tp), framework.WithDialLogger(quiet))
+	cc, err := newClient(t, cfg, client.WithTracerProvider(tp), client.WithLogger(quiet)).Dial(ctx, "streams")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/proc"
@@ -106,6 +107,24 @@ func (s *countedStream) RecvMsg(m any) error {
 	return err
 }
 
+// demo is the state of one svckit demo: the embedded etcd, the FileSrv
+// instances running as children, and the calls counted per instance.
+type demo struct {
+	stdout   io.Writer
+	start    time.Time
+	exe      string
+	etcd     *etcdtest.Cluster
+	root     string
+	children []*child
+	counts   *peers
+}
+
+// tally counts the demo's round trips.
+type tally struct {
+	ops, failures, retries int
+	verified               int64
+}
+
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("svckit demo", flag.ContinueOnError)
 	duration := fs.Duration("duration", 20*time.Second, "how long the client runs (at least 3s)")
@@ -119,108 +138,152 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	say := func(format string, a ...any) {
-		fmt.Fprintf(stdout, "%6.2fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
-	}
-
-	etcd, err := etcdtest.New(etcdtest.Options{})
-	if err != nil {
+	d := &demo{stdout: stdout, start: time.Now(), exe: exe, counts: &peers{n: map[string]int{}}}
+	defer d.close()
+	if err := d.startFleet(); err != nil {
 		return err
 	}
-	defer etcd.Close()
-	root, err := os.MkdirTemp("", "svckit-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(root)
-	say("etcd serving on %s (embedded); FileSrv root %s", etcd.Endpoint(0), root)
-
-	var children []*child
-	defer func() {
-		for _, c := range children {
-			c.stop(syscall.SIGTERM)
-		}
-	}()
-	for i := range 3 {
-		c, err := startChild(fmt.Sprintf("fileserver-%d", i+1), exe, etcd.Endpoint(0), root)
-		if err != nil {
-			return err
-		}
-		children = append(children, c)
-		say("%s serving on %s, registered in etcd", c.name, c.addr)
-	}
-
-	counts := &peers{n: map[string]int{}}
 	dctx, cancel := context.WithTimeout(ctx, *duration+30*time.Second)
 	defer cancel()
-	cc, err := framework.Dial(dctx, "fileserver",
-		framework.WithEtcd(naming.ClientConfig{Endpoints: etcd.Endpoints(), Logger: slog.New(slog.DiscardHandler)}),
-		framework.WithDialLogger(slog.New(slog.DiscardHandler)),
-		framework.WithClientInterceptors([]grpc.UnaryClientInterceptor{counts.unary()}, []grpc.StreamClientInterceptor{counts.stream()}),
-		framework.WithGRPCDialOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk+(64<<10)))))
+	cc, err := d.dial(dctx)
 	if err != nil {
 		return err
 	}
 	defer cc.Close()
-	client := fileserver.NewClient(cc)
-	say("client dialled etcd:///services/fileserver (svckit_p2c_ewma); uploading and downloading with checksums")
+	d.say("client dialled etcd:///services/fileserver (svckit_p2c_ewma); uploading and downloading with checksums")
+	t, err := d.load(dctx, fileserver.NewClient(cc), *duration)
+	if err != nil {
+		return err
+	}
+	d.say("done: %d put+get round trips, %d retries, failures: %d, %d bytes verified", t.ops, t.retries, t.failures, t.verified)
+	d.report()
+	if t.failures > 0 {
+		return fmt.Errorf("%d of %d operations failed", t.failures, t.ops)
+	}
+	return nil
+}
 
-	var ops, failures, retries int
-	var verified int64
-	stopAt := start.Add(*duration)
-	graceful, kill := start.Add(*duration*3/10), start.Add(*duration*55/100)
-	// Both faults happen even on a machine too slow to reach them in time.
+func (d *demo) say(format string, a ...any) {
+	fmt.Fprintf(d.stdout, "%6.2fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, a...))
+}
+
+// startFleet starts the embedded etcd, the FileSrv root and three
+// instances; close stops what it started.
+func (d *demo) startFleet() error {
+	etcd, err := etcdtest.New(etcdtest.Options{})
+	if err != nil {
+		return err
+	}
+	d.etcd = etcd
+	if d.root, err = os.MkdirTemp("", "svckit-demo-"); err != nil {
+		return err
+	}
+	d.say("etcd serving on %s (embedded); FileSrv root %s", etcd.Endpoint(0), d.root)
+	for i := range 3 {
+		c, err := startChild(fmt.Sprintf("fileserver-%d", i+1), d.exe, etcd.Endpoint(0), d.root)
+		if err != nil {
+			return err
+		}
+		d.children = append(d.children, c)
+		d.say("%s serving on %s, registered in etcd", c.name, c.addr)
+	}
+	return nil
+}
+
+// close stops the instances still running, then etcd, and removes the root.
+func (d *demo) close() {
+	for _, c := range d.children {
+		c.stop(syscall.SIGTERM)
+	}
+	if d.root != "" {
+		_ = os.RemoveAll(d.root)
+	}
+	if d.etcd != nil {
+		d.etcd.Close()
+	}
+}
+
+// dial returns the client's conn to FileSrv, its calls counted per
+// instance; its etcd client is closed with it.
+func (d *demo) dial(ctx context.Context) (*grpc.ClientConn, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	return client.Dial(ctx, naming.ClientConfig{Endpoints: d.etcd.Endpoints(), Logger: quiet}, "fileserver",
+		client.WithLogger(quiet),
+		client.WithUnaryInterceptor(d.counts.unary()),
+		client.WithStreamInterceptor(d.counts.stream()),
+		client.WithGRPCOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fileserver.MaxChunk+(64<<10)))))
+}
+
+// load makes round trips until duration has passed since the start, with a
+// SIGTERM of one instance at 30% of it and a SIGKILL of another, which is
+// replaced, at 55%. Both faults happen even on a machine too slow to reach
+// them in time.
+func (d *demo) load(ctx context.Context, fc *fileserver.Client, duration time.Duration) (tally, error) {
+	var t tally
+	stopAt := d.start.Add(duration)
+	graceful, kill := d.start.Add(duration*3/10), d.start.Add(duration*55/100)
 	for i := 0; time.Now().Before(stopAt) || !graceful.IsZero() || !kill.IsZero(); i++ {
 		switch {
 		case !graceful.IsZero() && time.Now().After(graceful):
 			graceful = time.Time{}
-			c := children[0]
-			say("SIGTERM %s (graceful: deregister, drain, exit)", c.name)
-			code := c.stop(syscall.SIGTERM)
-			say("%s exited with code %d", c.name, code)
-			children = children[1:]
+			d.terminate()
 		case !kill.IsZero() && time.Now().After(kill):
 			kill = time.Time{}
-			c := children[0]
-			say("SIGKILL %s (abrupt: its record stays until the lease expires)", c.name)
-			c.stop(syscall.SIGKILL)
-			children = children[1:]
-			nc, err := startChild(c.name+"-restarted", exe, etcd.Endpoint(0), root)
-			if err != nil {
-				return err
+			if err := d.killAndReplace(); err != nil {
+				return t, err
 			}
-			children = append(children, nc)
-			say("%s serving on %s", nc.name, nc.addr)
 		}
-		n, r, err := roundTrip(dctx, client, i)
-		ops++
-		retries += r
+		n, r, err := roundTrip(ctx, fc, i)
+		t.ops++
+		t.retries += r
 		if err != nil {
-			failures++
-			say("operation %d failed: %v", i, err)
+			t.failures++
+			d.say("operation %d failed: %v", i, err)
 			continue
 		}
-		verified += n
+		t.verified += n
 	}
+	return t, nil
+}
 
-	say("done: %d put+get round trips, %d retries, failures: %d, %d bytes verified", ops, retries, failures, verified)
-	counts.mu.Lock()
-	addrs := make([]string, 0, len(counts.n))
+// terminate stops the oldest instance with SIGTERM.
+func (d *demo) terminate() {
+	c := d.children[0]
+	d.say("SIGTERM %s (graceful: deregister, drain, exit)", c.name)
+	code := c.stop(syscall.SIGTERM)
+	d.say("%s exited with code %d", c.name, code)
+	d.children = d.children[1:]
+}
+
+// killAndReplace kills the oldest instance with SIGKILL and starts another.
+func (d *demo) killAndReplace() error {
+	c := d.children[0]
+	d.say("SIGKILL %s (abrupt: its record stays until the lease expires)", c.name)
+	c.stop(syscall.SIGKILL)
+	d.children = d.children[1:]
+	nc, err := startChild(c.name+"-restarted", d.exe, d.etcd.Endpoint(0), d.root)
+	if err != nil {
+		return err
+	}
+	d.children = append(d.children, nc)
+	d.say("%s serving on %s", nc.name, nc.addr)
+	return nil
+}
+
+// report prints the calls each instance served.
+func (d *demo) report() {
+	d.counts.mu.Lock()
+	defer d.counts.mu.Unlock()
+	addrs := make([]string, 0, len(d.counts.n))
 	total := 0
-	for a, n := range counts.n {
+	for a, n := range d.counts.n {
 		addrs = append(addrs, a)
 		total += n
 	}
 	slices.Sort(addrs)
 	for _, a := range addrs {
-		fmt.Fprintf(stdout, "        %-22s %5d calls (%4.1f%%)\n", a, counts.n[a], 100*float64(counts.n[a])/float64(max(total, 1)))
+		fmt.Fprintf(d.stdout, "        %-22s %5d calls (%4.1f%%)\n", a, d.counts.n[a], 100*float64(d.counts.n[a])/float64(max(total, 1)))
 	}
-	counts.mu.Unlock()
-	if failures > 0 {
-		return fmt.Errorf("%d of %d operations failed", failures, ops)
-	}
-	return nil
 }
 
 // roundTrip uploads a random file, downloads it and compares; an upload

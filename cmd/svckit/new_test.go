@@ -18,7 +18,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/logsink"
 )
@@ -117,7 +117,7 @@ func runReadme(ctx context.Context, t *testing.T, dir, name string) {
 				servers = append(servers, p)
 				p.waitFor(t, regexp.MustCompile(`msg=serving .*addr=(\S+)`), 3*time.Minute)
 				// Registered: a client finds it by name through etcd.
-				cc, err := framework.Dial(ctx, name, framework.WithEtcd(naming.ClientConfig{Endpoints: []string{etcdAddr}}))
+				cc, err := client.Dial(ctx, naming.ClientConfig{Endpoints: []string{etcdAddr}}, name)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -21,7 +21,7 @@ import (
 // fails; the writer's own error is wrapped too. It is never retried.
 var ErrLocalWrite = errors.New("local write failed")
 
-// Client is FileSrv's client over a connection from framework.Dial.
+// Client is FileSrv's client over a connection from client.Client.Dial.
 type Client struct {
 	rpc                pb.FileServiceClient
 	list, stat, delete endpoint.Endpoint

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
+	svcclient "github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
@@ -166,7 +166,7 @@ func TestGetResumesWhenItsInstanceIsKilled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cc, err := framework.Dial(ctx, "fileserver", framework.WithEtcd(naming.ClientConfig{Endpoints: c.Endpoints()}))
+	cc, err := svcclient.Dial(ctx, naming.ClientConfig{Endpoints: c.Endpoints()}, "fileserver")
 	if err != nil {
 		t.Fatal(err)
 	}

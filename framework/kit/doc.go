@@ -6,7 +6,7 @@
 // ServerHandler wraps an endpoint with its decode and encode funcs, and the
 // service's hand-written or generated gRPC method calls its ServeGRPC and
 // converts the error with GRPCStatus. On the client, ClientEndpoint turns a
-// method of a *grpc.ClientConn (from framework.Dial) into an endpoint.
+// method of a *grpc.ClientConn (from package client) into an endpoint.
 // Between the two, endpoints compose with endpoint.Middleware, chained with
 // go-kit's endpoint.Chain, outermost first:
 //
@@ -33,6 +33,6 @@
 //
 // Kit leaves out what go-kit or gRPC already does well: endpoint.Chain,
 // request tracing and metrics (the App's interceptors and stats handlers
-// cover them), retries (the service config of framework.Dial), load
+// cover them), retries (the service config of package client), load
 // balancing (package lb) and streaming, which go-kit endpoints do not model.
 package kit

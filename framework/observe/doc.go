@@ -1,6 +1,7 @@
 // Package observe builds OpenTelemetry tracing from the standard OTEL_*
 // environment variables, for a service's main to hand to framework.New
-// (WithTracerProvider) and framework.Dial (WithDialTracerProvider).
+// (framework.WithTracerProvider) and to its client.Client
+// (client.WithTracerProvider).
 //
 // The exporter comes from go.opentelemetry.io/contrib/exporters/autoexport
 // (OTEL_TRACES_EXPORTER: otlp, console, none; OTEL_EXPORTER_OTLP_* for

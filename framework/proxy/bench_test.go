@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 )
 
 // latencies collects the duration of each operation of one benchmark run.
@@ -32,7 +32,7 @@ func (l latencies) report(b *testing.B) {
 }
 
 // BenchmarkProxy compares, in one run, FileSrv calls made directly by a
-// thick client (framework.Dial) with the same calls made through the
+// thick client (client.Client.Dial) with the same calls made through the
 // proxy by a plain grpc-go client: a unary Stat, and a download of a 64 MiB
 // file, verified. Both clients use FileSrv's client code and flow-control
 // windows; the backend is one in-process FileSrv instance, the proxy runs
@@ -51,8 +51,11 @@ func BenchmarkProxy(b *testing.B) {
 	p, addr := startProxy(b, cli)
 	waitRoute(b, p, fileService, "fileserver")
 	ctx := context.Background()
-	direct, err := framework.Dial(ctx, "fileserver", framework.WithDialEtcdClient(cli),
-		framework.WithGRPCDialOption(fileserver.ClientWindows()...))
+	dc, err := client.NewFromEtcd(cli, client.WithGRPCOption(fileserver.ClientWindows()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	direct, err := dc.Dial(ctx, "fileserver")
 	if err != nil {
 		b.Fatal(err)
 	}

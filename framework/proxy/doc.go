@@ -6,15 +6,15 @@
 // handler. For each call it reads the gRPC service from the full method
 // ("/pkg.Svc/Method"), finds the svckit service whose instances publish that
 // gRPC service in their registration metadata (naming.Metadata.Services,
-// which framework.App fills), and forwards the call over a connection from
-// framework.Dial to that svckit service: etcd resolution, svckit's
-// balancers, health checking and Dial's retry policy, as a thick client gets
-// them. Every call is forwarded as a bidirectional stream of raw frames, so
-// unary and all streaming kinds work for any method of any service with no
-// generated code, and messages are never decoded. As the proxy cannot tell
-// a long stream from a slow unary call, it marks each call with
-// lb.WithUnknownAsStream: p2c_ewma counts a call of a method that the
-// proxy's protobuf registry does not know as a stream (in flight while
+// which framework.App fills), and forwards the call over a connection that
+// a client.Client dials to that svckit service: etcd resolution, svckit's
+// balancers, health checking and the client's retry policy, as a thick
+// client gets them. Every call is forwarded as a bidirectional stream of
+// raw frames, so unary and all streaming kinds work for any method of any
+// service with no generated code, and messages are never decoded. As the
+// proxy cannot tell a long stream from a slow unary call, it marks each
+// call with lb.WithUnknownAsStream: p2c_ewma counts a call of a method that
+// the proxy's protobuf registry does not know as a stream (in flight while
 // open, its duration no latency sample), so a long download through the
 // proxy does not keep its instance out of the calls that follow.
 //

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -22,7 +22,7 @@ type options struct {
 	maxHeaderBytes  uint32
 	maxBackends     int
 	shutdownTimeout time.Duration
-	dial            []framework.DialOption
+	dial            []client.Option
 	server          []grpc.ServerOption
 }
 
@@ -78,12 +78,12 @@ func WithMaxBackends(n int) Option { return func(o *options) { o.maxBackends = n
 // flight are cut; default 15s.
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
 
-// WithDialOptions adds options to the framework.Dial of each backend
-// service, e.g. framework.WithBalancer, framework.WithTransportCredentials
-// or framework.WithIdempotent. The proxy sets the etcd client, the prefix,
-// WithoutWait, the message size limits, and a no-op tracer provider (trace
-// context crosses the proxy untouched).
-func WithDialOptions(d ...framework.DialOption) Option {
+// WithDialOptions adds options to the client.Client that dials each
+// backend service, e.g. client.WithBalancer, client.WithTransportCredentials
+// or client.WithIdempotent. The proxy sets the etcd client, the prefix,
+// WithoutWait and the message size limits, and no tracer provider: trace
+// context crosses the proxy untouched.
+func WithDialOptions(d ...client.Option) Option {
 	return func(o *options) { o.dial = append(o.dial, d...) }
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -23,7 +22,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/serve"
@@ -42,6 +41,7 @@ type Proxy struct {
 	srv      *grpc.Server
 	health   *health.Server
 	routes   *routes
+	client   *client.Client
 	backends *backends
 	served   atomic.Bool
 }
@@ -69,6 +69,11 @@ func New(cli *clientv3.Client, opts ...Option) (*Proxy, error) {
 		health: health.NewServer(),
 		routes: newRoutes(o.prefix, log),
 	}
+	c, err := newClient(cli, o, log)
+	if err != nil {
+		return nil, err
+	}
+	p.client = c
 	p.backends = newBackends(o.maxBackends, p.dial)
 	p.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	// The limits and keepalive policy of the App's (see package serve): its
@@ -139,18 +144,26 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) (err error) {
 // publishes now → the svckit service its calls go to.
 func (p *Proxy) Routes() map[string]string { return p.routes.snapshot() }
 
+// newClient returns the Client that dials the backends: through cli, which
+// it borrows, under the proxy's prefix, without waiting, with the proxy's
+// message size limits, then the WithDialOptions.
+func newClient(cli *clientv3.Client, o options, log *slog.Logger) (*client.Client, error) {
+	n := o.maxMsgSize
+	c, err := client.NewFromEtcd(cli, append([]client.Option{
+		client.WithPrefix(o.prefix),
+		client.WithoutWait(),
+		client.WithLogger(log),
+		client.WithGRPCOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n), grpc.MaxCallSendMsgSize(n))),
+	}, o.dial...)...)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return c, nil
+}
+
 // dial opens the connection to one svckit service.
 func (p *Proxy) dial(ctx context.Context, service string) (*grpc.ClientConn, error) {
-	n := p.opts.maxMsgSize
-	opts := append([]framework.DialOption{
-		framework.WithDialEtcdClient(p.cli),
-		framework.WithPrefix(p.opts.prefix),
-		framework.WithoutWait(),
-		framework.WithDialLogger(p.log),
-		framework.WithDialTracerProvider(noop.NewTracerProvider()),
-		framework.WithGRPCDialOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n), grpc.MaxCallSendMsgSize(n))),
-	}, p.opts.dial...)
-	return framework.Dial(ctx, service, opts...)
+	return p.client.Dial(ctx, service)
 }
 
 // serviceOf returns the gRPC service of a full method "/pkg.Svc/Method".

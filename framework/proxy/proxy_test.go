@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	pb "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/proxy"
 	"github.com/svckit/svckit/internal/logsink"
@@ -392,6 +393,7 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		"zero shutdown":    {proxy.WithShutdownTimeout(0)},
 		"prefix without /": {proxy.WithPrefix("services")},
 		"empty prefix":     {proxy.WithPrefix("")},
+		"bad dial option":  {proxy.WithDialOptions(client.WithTimeout(0))},
 	} {
 		if _, err := proxy.New(cli, opts...); err == nil {
 			t.Errorf("%s: have nil error", name)

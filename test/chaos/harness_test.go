@@ -27,7 +27,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
@@ -111,9 +111,9 @@ func records(t *testing.T, cli *clientv3.Client) map[string]bool {
 	return out
 }
 
-// client is a framework.Dial connection whose resolver updates and call
+// conn is a client.Dial connection whose resolver updates and call
 // attempts are recorded.
-type client struct {
+type conn struct {
 	*grpc.ClientConn
 	rec      *recorder
 	attempts *attempts
@@ -121,21 +121,22 @@ type client struct {
 
 var clientSeq atomic.Int64
 
-// dial returns a framework.Dial connection to the chaos service, balanced
-// by policy (a recorded wrap of it), retrying the test service's calls on
-// UNAVAILABLE, its resolver's logs discarded unless opts say otherwise.
-func dial(t *testing.T, policy string, opts ...framework.DialOption) *client {
+// dial returns a client.Dial connection through etcd to the chaos service,
+// balanced by policy (a recorded wrap of it), retrying the test service's
+// calls on UNAVAILABLE, its resolver's logs discarded unless opts say
+// otherwise.
+func dial(t *testing.T, policy string, etcd naming.ClientConfig, opts ...client.Option) *conn {
 	t.Helper()
 	id := fmt.Sprintf("chaos-client-%d", clientSeq.Add(1))
-	c := &client{rec: newRecorder(id), attempts: &attempts{last: map[string]time.Time{}, n: map[string]int64{}}}
-	opts = append([]framework.DialOption{
-		framework.WithBalancer(recordedName(policy)),
-		framework.WithDialLogger(quiet),
-		framework.WithIdempotent(testsvc.ServiceName),
-		framework.WithDialTimeout(10 * time.Second),
-		framework.WithGRPCDialOption(grpc.WithUserAgent(id), grpc.WithStatsHandler(c.attempts)),
+	c := &conn{rec: newRecorder(id), attempts: &attempts{last: map[string]time.Time{}, n: map[string]int64{}}}
+	opts = append([]client.Option{
+		client.WithBalancer(recordedName(policy)),
+		client.WithLogger(quiet),
+		client.WithIdempotent(testsvc.ServiceName),
+		client.WithTimeout(10 * time.Second),
+		client.WithGRPCOption(grpc.WithUserAgent(id), grpc.WithStatsHandler(c.attempts)),
 	}, opts...)
-	cc, err := framework.Dial(context.Background(), service, opts...)
+	cc, err := client.Dial(context.Background(), etcd, service, opts...)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -146,7 +147,7 @@ func dial(t *testing.T, policy string, opts ...framework.DialOption) *client {
 
 // converge waits up to d until c's balancer has exactly the endpoints
 // etcd holds, and returns how long that took.
-func (c *client) converge(t *testing.T, cli *clientv3.Client, d time.Duration) time.Duration {
+func (c *conn) converge(t *testing.T, cli *clientv3.Client, d time.Duration) time.Duration {
 	t.Helper()
 	var want, have map[string]bool
 	start := time.Now()
@@ -163,7 +164,7 @@ func (c *client) converge(t *testing.T, cli *clientv3.Client, d time.Duration) t
 }
 
 // waitEndpoints waits until c's balancer has n endpoints.
-func (c *client) waitEndpoints(t *testing.T, n int, d time.Duration) {
+func (c *conn) waitEndpoints(t *testing.T, n int, d time.Duration) {
 	t.Helper()
 	poll.Until(t, d, fmt.Sprintf("%d endpoints at the balancer", n), func() bool { return c.rec.size() == n })
 }
@@ -215,7 +216,7 @@ func startLoad(workers, max int, call func(ctx context.Context, p *peer.Peer) er
 }
 
 // sleepLoad is load of Sleep calls of d on c.
-func sleepLoad(c *client, workers, max int, d time.Duration) *load {
+func sleepLoad(c *conn, workers, max int, d time.Duration) *load {
 	return startLoad(workers, max, func(ctx context.Context, p *peer.Peer) error {
 		return testsvc.Sleep(ctx, c, d, grpc.Peer(p))
 	})

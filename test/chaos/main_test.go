@@ -1,5 +1,5 @@
 // Package chaos is svckit's fault-injection suite: real etcd, servers as
-// real child processes, closed-loop load from framework.Dial clients that
+// real child processes, closed-loop load from client.Dial clients that
 // records every call, and a fault per scenario. Each scenario asserts its
 // pass figure and prints it; the table of figures is printed at the end.
 //

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
@@ -33,8 +33,8 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 // etcdAt makes a client reach etcd at endpoints, its own logs discarded.
-func etcdAt(endpoints ...string) framework.DialOption {
-	return framework.WithEtcd(naming.ClientConfig{Endpoints: endpoints, Logger: quiet})
+func etcdAt(endpoints ...string) naming.ClientConfig {
+	return naming.ClientConfig{Endpoints: endpoints, Logger: quiet}
 }
 
 // startServers starts n chaos servers registered at endpoints.
@@ -54,15 +54,15 @@ type fleet struct {
 	cli  *clientv3.Client
 	ep   string
 	srvs []*server
-	cl   *client
+	cl   *conn
 }
 
-func startFleet(t *testing.T, n int, dialOpts ...framework.DialOption) *fleet {
+func startFleet(t *testing.T, n int, dialOpts ...client.Option) *fleet {
 	t.Helper()
 	f := &fleet{c: etcdtest.Start(t)}
 	f.cli, f.ep = f.c.Client(t), f.c.Endpoint(0)
 	f.srvs = startServers(t, n, f.ep)
-	f.cl = dial(t, lb.P2CEWMA, append([]framework.DialOption{etcdAt(f.ep)}, dialOpts...)...)
+	f.cl = dial(t, lb.P2CEWMA, etcdAt(f.ep), dialOpts...)
 	f.cl.waitEndpoints(t, n, 10*time.Second)
 	return f
 }
@@ -508,7 +508,7 @@ func Test50kKeys(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	cl := dial(t, "none", etcdAt(c.Endpoint(0)), framework.WithoutWait())
+	cl := dial(t, "none", etcdAt(c.Endpoint(0)), client.WithoutWait())
 	cl.Connect()
 	poll.Until(t, 60*time.Second, "50,000 endpoints at the balancer", func() bool { return cl.rec.size() == n })
 	first := time.Since(start)
@@ -532,7 +532,7 @@ func Test50kKeys(t *testing.T) {
 func TestGarbageRecords(t *testing.T) {
 	leakCheck(t)
 	logs := newLogCounter()
-	f := startFleet(t, 3, framework.WithDialLogger(logs.logger()))
+	f := startFleet(t, 3, client.WithLogger(logs.logger()))
 	cli, cl := f.cli, f.cl
 	good := cl.rec.endpoints()
 	cl.rec.reset()

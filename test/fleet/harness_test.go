@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
@@ -139,10 +139,10 @@ func (f *fleet) waitRecords(service string, n int) {
 	})
 }
 
-// dial is framework.Dial of service with the fleet's etcd configuration.
-func (f *fleet) dial(service string, opts ...framework.DialOption) *grpc.ClientConn {
+// dial is client.Dial of service with the fleet's etcd configuration.
+func (f *fleet) dial(service string, opts ...client.Option) *grpc.ClientConn {
 	f.t.Helper()
-	cc, err := framework.Dial(context.Background(), service, append([]framework.DialOption{framework.WithEtcd(f.etcdCfg)}, opts...)...)
+	cc, err := client.Dial(context.Background(), f.etcdCfg, service, opts...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func (f *fleet) upload() {
 	f.sum = hex.EncodeToString(s[:])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := fileserver.NewClient(f.dial("fileserver", framework.WithGRPCDialOption(fileserver.ClientWindows()...)))
+	c := fileserver.NewClient(f.dial("fileserver", client.WithGRPCOption(fileserver.ClientWindows()...)))
 	if _, err := c.Put(ctx, filePath, bytes.NewReader(data), int64(len(data)), f.sum, nil); err != nil {
 		f.t.Fatalf("upload: %v", err)
 	}
@@ -176,7 +176,7 @@ func (f *fleet) mix(d time.Duration) load.Mix {
 // the call returns, and the report arrives on the channel.
 type driver func(t *testing.T, mix load.Mix) <-chan load.Report
 
-// thick drives the load in-process through framework.Dial connections.
+// thick drives the load in-process through client.Dial connections.
 func (f *fleet) thick() driver {
 	fc := f.dial("fileserver")
 	sc := f.dial("sleeper")

@@ -3,7 +3,7 @@
 // instances on one shared root and two instances of a second service, all
 // as child processes, and drives a mix of long downloads (held open for
 // seconds) and short unary calls to both services — through the thick
-// client (framework.Dial), through `svckit xds` with a plain grpc-go xDS
+// client (client.Dial), through `svckit xds` with a plain grpc-go xDS
 // client, and through `svckit proxy` with a plain grpc-go client. Faults
 // run under that load: rolling restarts of both services, `svckit xds`
 // restarted while etcd is down, and an etcd that speaks only mutual TLS.

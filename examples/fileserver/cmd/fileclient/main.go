@@ -1,4 +1,4 @@
-// Command fileclient talks to FileSrv through framework.Dial, with the etcd
+// Command fileclient talks to FileSrv through a client.Client, with the etcd
 // client flags of every svckit command (--etcd, --etcd-user, --etcd-ca,
 // --etcd-cert, --etcd-key, --prefix and their variables):
 //
@@ -19,10 +19,12 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -45,77 +47,86 @@ func main() {
 }
 
 func run(args []string) error {
+	cfg, timeout, cmd, err := parseArgs(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cli, err := connectEtcd(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	c, err := client.NewFromEtcd(cli, client.WithPrefix(cfg.Prefix), client.WithGRPCOption(grpcCallSizes()...))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cc, err := c.Dial(ctx, "fileserver")
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	return do(ctx, fileserver.NewClient(cc), cmd)
+}
+
+// parseArgs reads the environment, then args: the configuration, the
+// bound on the whole command, and the command. It returns flag.ErrHelp
+// after -h.
+func parseArgs(args []string) (framework.Config, time.Duration, []string, error) {
 	cfg := framework.DefaultConfig()
 	if err := cfg.ApplyEnv(nil); err != nil {
-		return err
+		return cfg, 0, nil, err
 	}
 	fs := flag.NewFlagSet("fileclient", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
 	cfg.RegisterEtcdFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole command")
 	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return cfg, 0, nil, err
 	}
-	a := fs.Args()
-	if len(a) == 0 {
-		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("no command given")}
+	if fs.NArg() == 0 {
+		return cfg, 0, nil, &framework.UsageError{Cmd: fs.Name(), Err: errors.New("no command given")}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	// Reach etcd first, within a bound, so that a refusal (no answer, a
-	// TLS handshake refused) shows as such rather than as no instance.
+	return cfg, *timeout, fs.Args(), nil
+}
+
+// connectEtcd returns an etcd client of cfg that has answered: reaching
+// etcd first, within a bound, shows a refusal (no answer, a TLS handshake
+// refused) as such rather than as no instance.
+func connectEtcd(ctx context.Context, cfg framework.Config) (*clientv3.Client, error) {
 	ec, err := cfg.EtcdClientConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ec.DialTimeout, ec.LogLevel = 3*time.Second, slog.LevelError
 	ec.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cli, err := naming.NewClient(ec)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cli.Close()
-	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-	err = naming.Ping(pctx, cli)
-	pcancel()
-	if err != nil {
-		return err
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := naming.Ping(pctx, cli); err != nil {
+		_ = cli.Close()
+		return nil, err
 	}
-	cc, err := framework.Dial(ctx, "fileserver",
-		framework.WithDialEtcdClient(cli),
-		framework.WithPrefix(cfg.Prefix),
-		framework.WithGRPCDialOption(grpcCallSizes()...))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	c := fileserver.NewClient(cc)
+	return cli, nil
+}
 
+// do runs the command a with c.
+func do(ctx context.Context, c *fileserver.Client, a []string) error {
 	switch {
 	case a[0] == "put" && len(a) == 3:
 		return put(ctx, c, a[1], a[2])
 	case a[0] == "get" && len(a) == 3:
 		return get(ctx, c, a[1], a[2])
 	case a[0] == "ls" && len(a) <= 2:
-		dir := ""
-		if len(a) == 2 {
-			dir = a[1]
-		}
-		es, err := c.List(ctx, dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range es {
-			kind := "f"
-			if e.Dir {
-				kind = "d"
-			}
-			fmt.Printf("%s %12d %s %s\n", kind, e.Size, e.ModTime.UTC().Format(time.RFC3339), e.Path)
-		}
-		return nil
+		return ls(ctx, c, a[1:])
 	case a[0] == "stat" && len(a) == 2:
 		info, sum, err := c.Stat(ctx, a[1])
 		if err != nil {
@@ -126,7 +137,23 @@ func run(args []string) error {
 	case a[0] == "rm" && len(a) == 2:
 		return c.Delete(ctx, a[1])
 	}
-	return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unknown command or wrong arguments: %s", strings.Join(a, " "))}
+	return &framework.UsageError{Cmd: "fileclient", Err: fmt.Errorf("unknown command or wrong arguments: %s", strings.Join(a, " "))}
+}
+
+// ls lists the directory dir names (the root if none).
+func ls(ctx context.Context, c *fileserver.Client, dir []string) error {
+	es, err := c.List(ctx, strings.Join(dir, ""))
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		kind := "f"
+		if e.Dir {
+			kind = "d"
+		}
+		fmt.Printf("%s %12d %s %s\n", kind, e.Size, e.ModTime.UTC().Format(time.RFC3339), e.Path)
+	}
+	return nil
 }
 
 func put(ctx context.Context, c *fileserver.Client, local, remote string) error {

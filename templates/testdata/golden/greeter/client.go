@@ -10,7 +10,7 @@ import (
 	"github.com/svckit/svckit/framework/kit"
 )
 
-// Client calls the service over a connection from framework.Dial.
+// Client calls the service over a connection from client.Client.Dial.
 type Client struct {
 	hello endpoint.Endpoint
 }

@@ -12,14 +12,14 @@ import (
 
 	greeter "example.com/greeter"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/naming"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// A real etcd, the service on framework.App, and a client on
-// framework.Dial.
+// A real etcd, the service on framework.App, and a client.Client built
+// from the same Config.
 func TestHelloThroughEtcd(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	quiet := slog.New(slog.DiscardHandler)
@@ -50,8 +50,12 @@ func TestHelloThroughEtcd(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer dcancel()
-	cc, err := framework.Dial(dctx, "greeter",
-		framework.WithEtcd(naming.ClientConfig{Endpoints: etcd.Endpoints(), Logger: quiet}), framework.WithDialLogger(quiet))
+	cl, err := cfg.NewClient(client.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cc, err := cl.Dial(dctx, "greeter")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,71 @@
+package client
+
+import (
+	"encoding/json"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// serviceConfig builds the default service config of a conn: the
+// balancer, health checking, and the retry policy of the health service's
+// Check, of byContract (see idempotentByContract) and of o's WithIdempotent
+// names, which validate has checked.
+func serviceConfig(o options, byContract [][2]string) (string, error) {
+	type name struct {
+		Service string `json:"service,omitempty"`
+		Method  string `json:"method,omitempty"`
+	}
+	retry := map[string]any{
+		"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
+		"retryableStatusCodes": []string{"UNAVAILABLE"},
+	}
+	names := []name{{Service: healthpb.Health_ServiceDesc.ServiceName, Method: "Check"}}
+	for _, m := range byContract {
+		names = append(names, name{Service: m[0], Method: m[1]})
+	}
+	for _, n := range o.idempotent {
+		svc, method, err := splitIdempotent(n)
+		if err != nil {
+			return "", err
+		}
+		names = append(names, name{Service: svc, Method: method})
+	}
+	sc := map[string]any{
+		"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}},
+		"healthCheckConfig":   map[string]any{"serviceName": ""},
+		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
+	}
+	b, err := json.Marshal(sc)
+	return string(b), err
+}
+
+// idempotentByContract lists the methods of every protobuf service linked
+// into the program whose proto says idempotency_level IDEMPOTENT or
+// NO_SIDE_EFFECTS: safe to retry by their own contract. New calls it once
+// per Client; the registry is complete once the program's init has run.
+func idempotentByContract() [][2]string {
+	var out [][2]string
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		svcs := fd.Services()
+		for i := range svcs.Len() {
+			sd := svcs.Get(i)
+			ms := sd.Methods()
+			for j := range ms.Len() {
+				md := ms.Get(j)
+				opts, ok := md.Options().(*descriptorpb.MethodOptions)
+				if !ok {
+					continue
+				}
+				switch opts.GetIdempotencyLevel() {
+				case descriptorpb.MethodOptions_IDEMPOTENT, descriptorpb.MethodOptions_NO_SIDE_EFFECTS:
+					out = append(out, [2]string{string(sd.FullName()), string(md.Name())})
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
