@@ -83,7 +83,7 @@ func startSleepServer(b *testing.B, opts ...grpc.ServerOption) string {
 func startSleepApp(b *testing.B, cli *clientv3.Client, service string, extra ...framework.Option) *framework.App {
 	b.Helper()
 	opts := appOptions(appConfig(cli.Endpoints()),
-		append([]framework.Option{framework.WithEtcdClient(cli), framework.WithPropagationDelay(0)}, extra...)...)
+		append([]framework.Option{framework.WithEtcd(cli), framework.WithPropagationDelay(0)}, extra...)...)
 	a := newBenchApp(b, service, opts)
 	testsvc.Register(a.app.GRPC())
 	a.start()

@@ -35,7 +35,7 @@
 //     untimed; timed is Run from its call until Started is closed, that is
 //     until the gRPC listener is bound, the server runs and the instance is
 //     registered (lease granted, record put). shared-client passes an etcd
-//     client that is already connected (WithEtcdClient); own-client lets Run
+//     client that is already connected (WithEtcd); own-client lets Run
 //     create its own from the configuration, so the difference is the cost of
 //     creating that client and connecting it on the first request. Each
 //     iteration then stops the App untimed and fails unless Run returns nil.

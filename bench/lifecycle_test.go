@@ -134,7 +134,7 @@ func (a *benchApp) stop(b *testing.B, i int) {
 func BenchmarkAppStart(b *testing.B) {
 	b.Run("shared-client", func(b *testing.B) {
 		cli := startEtcd(b)
-		benchAppStart(b, appConfig(cli.Endpoints()), framework.WithEtcdClient(cli))
+		benchAppStart(b, appConfig(cli.Endpoints()), framework.WithEtcd(cli))
 	})
 	b.Run("own-client", func(b *testing.B) {
 		// Run creates (and at its end closes) an etcd client from cfg.
@@ -185,11 +185,11 @@ func BenchmarkAppStop(b *testing.B) {
 	b.Run("delay=0", func(b *testing.B) {
 		cli := startEtcd(b)
 		benchAppStop(b, appOptions(appConfig(cli.Endpoints()),
-			framework.WithEtcdClient(cli), framework.WithPropagationDelay(0)))
+			framework.WithEtcd(cli), framework.WithPropagationDelay(0)))
 	})
 	b.Run("delay=default", func(b *testing.B) {
 		cli := startEtcd(b)
-		benchAppStop(b, appOptions(appConfig(cli.Endpoints()), framework.WithEtcdClient(cli)))
+		benchAppStop(b, appOptions(appConfig(cli.Endpoints()), framework.WithEtcd(cli)))
 	})
 	// The binary is built once, and only if the sub-benchmark runs.
 	var (

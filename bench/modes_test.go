@@ -93,7 +93,7 @@ func startModeInstance(b *testing.B, cli *clientv3.Client, root string) (string,
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := fileserver.NewApp(svc, framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+	app, err := fileserver.NewApp(svc, framework.WithConfig(cfg), framework.WithEtcd(cli),
 		framework.WithoutSignals(), framework.WithLogger(quietLog), framework.WithPropagationDelay(0))
 	if err != nil {
 		b.Fatal(err)

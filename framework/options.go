@@ -107,9 +107,9 @@ func WithServerOption(so ...grpc.ServerOption) Option {
 // none in tests.
 func WithRegistrar(f RegistrarFunc) Option { return func(o *options) { o.registrar = f } }
 
-// WithEtcdClient makes the App register with cli instead of a client of its
-// own made from the configuration. The App does not close it.
-func WithEtcdClient(cli *clientv3.Client) Option { return func(o *options) { o.etcdClient = cli } }
+// WithEtcd makes the App register with cli instead of a client of its own
+// made from the configuration. The App does not close it.
+func WithEtcd(cli *clientv3.Client) Option { return func(o *options) { o.etcdClient = cli } }
 
 // WithTracerProvider turns tracing of the calls served on, with tp; off by
 // default (pass otel.GetTracerProvider() for the global one). If tp has

@@ -39,7 +39,7 @@ func TestProxyForwardsAndStops(t *testing.T) {
 	cli := c.Client(t)
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = c.Endpoints()
-	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcd(cli),
 		framework.WithoutSignals(), framework.WithPropagationDelay(0),
 		framework.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
@@ -146,7 +146,7 @@ func TestProxyStopsGracefullyOnSIGTERM(t *testing.T) {
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = c.Endpoints()
 	arrived := make(chan struct{}, 1)
-	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+	app, err := framework.New("testsvc", framework.WithConfig(cfg), framework.WithEtcd(cli),
 		framework.WithoutSignals(), framework.WithPropagationDelay(0),
 		framework.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		framework.WithUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

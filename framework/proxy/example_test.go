@@ -50,7 +50,7 @@ func Example() {
 	defer svc.Close()
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = etcd.Endpoints()
-	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithEtcdClient(cli),
+	app, err := framework.New("fileserver", framework.WithConfig(cfg), framework.WithEtcd(cli),
 		framework.WithoutSignals(), framework.WithPropagationDelay(0), framework.WithLogger(quiet))
 	if err != nil {
 		log.Fatal(err)

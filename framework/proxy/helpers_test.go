@@ -42,7 +42,7 @@ func startApp(t testing.TB, c *etcdtest.Cluster, cli *clientv3.Client, name stri
 	cfg.Etcd = c.Endpoints()
 	app, err := framework.New(name, append([]framework.Option{
 		framework.WithConfig(cfg),
-		framework.WithEtcdClient(cli),
+		framework.WithEtcd(cli),
 		framework.WithoutSignals(),
 		framework.WithPropagationDelay(0),
 		framework.WithLogger(quiet),
