@@ -4,12 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -167,44 +168,10 @@ func (c *Config) register(fs *flag.FlagSet, etcdOnly bool) {
 	}
 }
 
-// UsageError is a bad command line: an unknown flag, a bad flag value or a
-// misplaced argument. Commands print it on one line, pointing at -h, and
-// exit with status 2.
-type UsageError struct {
-	// Cmd is the command, the name of its FlagSet.
-	Cmd string
-	Err error
-}
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-// ParseFlags parses args with fs for a command, and keeps the flag package
-// from printing the usage on every error: -h or --help writes the usage to
-// stdout and returns flag.ErrHelp; any other parse error returns a
-// *UsageError, one line, and writes nothing.
-func ParseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stdout)
-		if fs.Usage != nil {
-			fs.Usage()
-		} else {
-			fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
-			fs.PrintDefaults()
-		}
-		return flag.ErrHelp
-	default:
-		return &UsageError{Cmd: fs.Name(), Err: err}
-	}
-}
-
 // ParseConfig returns the defaults, overlaid by the environment from getenv
-// (os.Getenv if nil), overlaid by the flags in args, and validated. Flags
+// (os.Getenv if nil), overlaid by the flags in args, and validated. A bad
+// command line is a *cli.UsageError; -h prints the usage to stdout and
+// returns flag.ErrHelp (see cli.Parse). Flags
 // other than the standard ones are refused; services with flags of their own
 // use RegisterFlags on their own FlagSet.
 func ParseConfig(args []string, getenv func(string) string) (Config, error) {
@@ -212,14 +179,13 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := c.ApplyEnv(getenv); err != nil {
 		return Config{}, err
 	}
-	fs := flag.NewFlagSet("svckit", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError)
 	c.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return Config{}, &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return c, c.Validate()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/etcdtest"
 )
 
@@ -214,8 +215,8 @@ func TestParseFlagsOneLineOrHelp(t *testing.T) {
 	for _, args := range [][]string{{"-x"}, {"--ttl", "abc"}, {"--ttl"}} {
 		var out strings.Builder
 		fs := newFS()
-		err := framework.ParseFlags(fs, args, &out)
-		var ue *framework.UsageError
+		err := cli.Parse(fs, args, &out)
+		var ue *cli.UsageError
 		if !errors.As(err, &ue) || ue.Cmd != "cmd" {
 			t.Errorf("%v: have %v, want a *UsageError of cmd", args, err)
 			continue
@@ -229,7 +230,7 @@ func TestParseFlagsOneLineOrHelp(t *testing.T) {
 	}
 	for _, arg := range []string{"-h", "--help"} {
 		var out strings.Builder
-		err := framework.ParseFlags(newFS(), []string{arg}, &out)
+		err := cli.Parse(newFS(), []string{arg}, &out)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: have %v, want flag.ErrHelp", arg, err)
 		}

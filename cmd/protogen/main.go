@@ -6,18 +6,19 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/internal/protogen"
 )
 
-func main() {
-	root := flag.String("root", ".", "directory the .proto paths are relative to; output goes beside them")
-	flag.Parse()
-	err := protogen.Generate(context.Background(), *root, flag.Args(), []string{"go", "tool", "protoc-gen-go-grpc"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+func main() { cli.Main("protogen", run) }
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("protogen", flag.ContinueOnError)
+	root := fs.String("root", ".", "directory the .proto paths are relative to; output goes beside them")
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
+		return err
 	}
+	return protogen.Generate(context.Background(), *root, fs.Args(), []string{"go", "tool", "protoc-gen-go-grpc"})
 }

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/naming"
@@ -128,7 +128,7 @@ type tally struct {
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("svckit demo", flag.ContinueOnError)
 	duration := fs.Duration("duration", 20*time.Second, "how long the client runs (at least 3s)")
-	if err := framework.ParseFlags(fs, args, stdout); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if *duration < 3*time.Second {

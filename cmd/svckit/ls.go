@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -43,7 +44,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), lsUsage); fs.PrintDefaults() }
 	cfg.RegisterEtcdFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := framework.ParseFlags(fs, args, stdout); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	key, err := lsKey(fs, cfg.Prefix)
@@ -90,7 +91,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // returns the key prefix to list.
 func lsKey(fs *flag.FlagSet, prefix string) (string, error) {
 	if fs.NArg() > 1 {
-		return "", &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(1))}
+		return "", &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(1))}
 	}
 	if err := naming.ValidatePrefix(prefix); err != nil {
 		return "", fmt.Errorf("--prefix: %w", err)

@@ -19,7 +19,7 @@ import (
 	"syscall"
 
 	"github.com/svckit/svckit/examples/fileserver"
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/etcdtest"
 )
 
@@ -36,21 +36,11 @@ commands:
 `
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
-	var usageErr *framework.UsageError
-	switch {
-	case err == nil:
-	case errors.As(err, &usageErr):
-		fmt.Fprintf(os.Stderr, "%s: %v (see %s -h)\n", usageErr.Cmd, err, usageErr.Cmd)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "svckit:", err)
-		os.Exit(1)
-	}
+	cli.Main("svckit", func(args []string) error { return run(context.Background(), args, os.Stdout, os.Stderr) })
 }
 
 // run runs the command in args. A bad command line is a
-// *framework.UsageError of one line; -h prints the usage and returns nil.
+// *cli.UsageError of one line; -h prints the usage and returns nil.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	err := dispatch(ctx, args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -62,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return &framework.UsageError{Cmd: "svckit", Err: errors.New("no command given")}
+		return &cli.UsageError{Cmd: "svckit", Err: errors.New("no command given")}
 	}
 	switch args[0] {
 	case "etcd":
@@ -85,7 +75,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return &framework.UsageError{Cmd: "svckit", Err: fmt.Errorf("unknown command %q", args[0])}
+		return &cli.UsageError{Cmd: "svckit", Err: fmt.Errorf("unknown command %q", args[0])}
 	}
 }
 
@@ -98,17 +88,17 @@ func runEtcd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dataDir := fs.String("data-dir", "", "data directory (default: a temporary one, removed on exit)")
 	useTLS := fs.Bool("tls", false, "serve TLS only and require client certificates, with certificates generated into --tls-dir")
 	tlsDir := fs.String("tls-dir", "", "directory for the generated CA, server and client certificates (default: a temporary one, removed on exit); new ones at every start")
-	if err := framework.ParseFlags(fs, args, stdout); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if _, _, err := net.SplitHostPort(*listen); err != nil {
-		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--listen %q: %w", *listen, err)}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--listen %q: %w", *listen, err)}
 	}
 	if *tlsDir != "" && !*useTLS {
-		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("--tls-dir needs --tls")}
+		return &cli.UsageError{Cmd: fs.Name(), Err: errors.New("--tls-dir needs --tls")}
 	}
 	opts := etcdtest.Options{ClientAddr: *listen, Dir: *dataDir}
 	var certs etcdtest.Certs

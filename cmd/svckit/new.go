@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/internal/protogen"
 	"github.com/svckit/svckit/templates"
 )
@@ -30,7 +30,7 @@ func runNew(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		name, rest = rest[0], rest[1:]
 	}
-	if err := framework.ParseFlags(fs0, rest, stdout); err != nil {
+	if err := cli.Parse(fs0, rest, stdout); err != nil {
 		return err
 	}
 	if name == "" && fs0.NArg() == 1 {

@@ -67,7 +67,7 @@ func TestNewServiceBuildsPassesItsTestsAndRegisters(t *testing.T) {
 	}
 	bad := exec.CommandContext(ctx, bin, "-x")
 	o, err := bad.CombinedOutput()
-	if want := "greeter: flag provided but not defined: -x (see -h)\n"; bad.ProcessState.ExitCode() != 2 || string(o) != want {
+	if want := "greeter: flag provided but not defined: -x (see greeter -h)\n"; bad.ProcessState.ExitCode() != 2 || string(o) != want {
 		t.Errorf("greeter -x: exit %d (%v), output %q; want exit 2, %q", bad.ProcessState.ExitCode(), err, o, want)
 	}
 	runReadme(ctx, t, dir, "greeter")

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/balancer"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
@@ -100,11 +101,11 @@ func parseProxyFlags(args []string, stdout io.Writer) (proxyFlags, error) {
 	fs.StringVar(&f.backendCA, "backend-ca", "", "CA that backend certificates must chain to, PEM: TLS to the backends")
 	fs.StringVar(&f.backendCert, "backend-cert", "", "client certificate for the backends, PEM (mutual TLS)")
 	fs.StringVar(&f.backendKey, "backend-key", "", "client key for the backends, PEM")
-	if err := framework.ParseFlags(fs, args, stdout); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
-		return f, &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return f, &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return f, f.validate()
 }

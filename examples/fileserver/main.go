@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/observe"
 	"github.com/svckit/svckit/framework/serve"
@@ -18,7 +19,7 @@ import (
 // docs/configuration.md) plus --root, --max-file-size and --version. It
 // serves until SIGINT or SIGTERM and returns nil after a clean stop. -h
 // prints the usage to stdout and returns nil; a bad command line returns a
-// *framework.UsageError of one line. The fileserver binary and `svckit
+// *cli.UsageError of one line. The fileserver binary and `svckit
 // demo`'s instances both run it.
 func Main(args []string, version string) error {
 	cfg := framework.DefaultConfig()
@@ -30,7 +31,7 @@ func Main(args []string, version string) error {
 	root := fs.String("root", "", "directory to serve (required)")
 	maxSize := fs.Int64("max-file-size", 1<<30, "largest file accepted, in bytes")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
@@ -41,13 +42,13 @@ func Main(args []string, version string) error {
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if *root == "" {
-		return &framework.UsageError{Cmd: fs.Name(), Err: errors.New("--root is required")}
+		return &cli.UsageError{Cmd: fs.Name(), Err: errors.New("--root is required")}
 	}
 	if *maxSize <= 0 {
-		return &framework.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--max-file-size %d: must be positive", *maxSize)}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("--max-file-size %d: must be positive", *maxSize)}
 	}
 	ctx := context.Background()
 	tr, err := observe.NewTracing(ctx, "fileserver")

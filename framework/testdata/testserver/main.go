@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -12,15 +11,17 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
-func main() {
-	cfg, err := framework.ParseConfig(os.Args[1:], nil)
+func main() { cli.Main("testserver", run) }
+
+func run(args []string) error {
+	cfg, err := framework.ParseConfig(args, nil)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "testserver:", err)
-		os.Exit(2)
+		return err
 	}
 	delay, _ := time.ParseDuration(os.Getenv("TESTSERVER_PROPAGATION_DELAY"))
 	if delay == 0 {
@@ -51,8 +52,7 @@ func main() {
 		framework.WithPropagationDelay(delay),
 		framework.WithRegisterTimeout(regTimeout)}, extra...)...)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "testserver:", err)
-		os.Exit(2)
+		return err
 	}
 	testsvc.Register(app.GRPC())
 	// TESTSERVER_STUCK_ACTOR=1 adds an actor that never stops, as one
@@ -61,8 +61,5 @@ func main() {
 		never := make(chan struct{})
 		app.Add("stuck", func() error { <-never; return nil }, func(error) { <-never })
 	}
-	if err := app.Run(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "testserver:", err)
-		os.Exit(1)
-	}
+	return app.Run(context.Background())
 }

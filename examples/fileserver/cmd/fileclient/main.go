@@ -24,27 +24,16 @@ import (
 
 	"github.com/svckit/svckit/examples/fileserver"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
 )
 
 const usage = "usage: fileclient [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] put LOCAL REMOTE | get REMOTE LOCAL | ls [DIR] | stat REMOTE | rm REMOTE"
 
-// main exits 2 after a bad command line, printed on one line, and 1 after
-// any other error.
-func main() {
-	err := run(os.Args[1:])
-	var usageErr *framework.UsageError
-	switch {
-	case err == nil:
-	case errors.As(err, &usageErr):
-		fmt.Fprintf(os.Stderr, "fileclient: %v (see -h)\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "fileclient:", err)
-		os.Exit(1)
-	}
-}
+// main exits 2 after a bad command line, printed on one line, 0 after -h,
+// and 1 after any other error (cli.Main).
+func main() { cli.Main("fileclient", run) }
 
 func run(args []string) error {
 	cfg, timeout, cmd, err := parseArgs(args)
@@ -86,11 +75,11 @@ func parseArgs(args []string) (framework.Config, time.Duration, []string, error)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
 	cfg.RegisterEtcdFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole command")
-	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
 		return cfg, 0, nil, err
 	}
 	if fs.NArg() == 0 {
-		return cfg, 0, nil, &framework.UsageError{Cmd: fs.Name(), Err: errors.New("no command given")}
+		return cfg, 0, nil, &cli.UsageError{Cmd: fs.Name(), Err: errors.New("no command given")}
 	}
 	return cfg, *timeout, fs.Args(), nil
 }
@@ -137,7 +126,7 @@ func do(ctx context.Context, c *fileserver.Client, a []string) error {
 	case a[0] == "rm" && len(a) == 2:
 		return c.Delete(ctx, a[1])
 	}
-	return &framework.UsageError{Cmd: "fileclient", Err: fmt.Errorf("unknown command or wrong arguments: %s", strings.Join(a, " "))}
+	return &cli.UsageError{Cmd: "fileclient", Err: fmt.Errorf("unknown command or wrong arguments: %s", strings.Join(a, " "))}
 }
 
 // ls lists the directory dir names (the root if none).

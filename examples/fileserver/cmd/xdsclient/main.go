@@ -1,5 +1,7 @@
 // Command xdsclient is a plain grpc-go client of FileSrv: it imports
-// grpc-go, its xds package and the FileSrv stubs, and no svckit code. Given
+// grpc-go, its xds package and the FileSrv stubs, and of svckit only
+// framework/cli, which reads the command line as every svckit command does
+// and imports nothing but the standard library. Given
 // a bootstrap file (GRPC_XDS_BOOTSTRAP) naming svckit's xDS server, it
 // uploads a file through xds:///fileserver, downloads it and checks it,
 // then calls Stat in a loop for a while, printing the instance that
@@ -30,22 +32,21 @@ import (
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver and balancers
 
 	fsv1 "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
+	"github.com/svckit/svckit/framework/cli"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "xdsclient:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("xdsclient", run) }
 
-func run() error {
-	target := flag.String("target", "xds:///fileserver", "gRPC target")
-	size := flag.Int("size", 4<<20, "bytes to upload and download")
-	path := flag.String("path", "xds/check.bin", "remote path")
-	loop := flag.Duration("loop", 10*time.Second, "how long to call Stat after the round trip")
-	pause := flag.Duration("pause", 2*time.Millisecond, "pause between Stat calls")
-	flag.Parse()
+func run(args []string) error {
+	fs := flag.NewFlagSet("xdsclient", flag.ContinueOnError)
+	target := fs.String("target", "xds:///fileserver", "gRPC target")
+	size := fs.Int("size", 4<<20, "bytes to upload and download")
+	path := fs.String("path", "xds/check.bin", "remote path")
+	loop := fs.Duration("loop", 10*time.Second, "how long to call Stat after the round trip")
+	pause := fs.Duration("pause", 2*time.Millisecond, "pause between Stat calls")
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
+		return err
+	}
 
 	cc, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -21,19 +21,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "chaosserver:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("chaosserver", run) }
 
-func run() error {
-	cfg, err := framework.ParseConfig(os.Args[1:], nil)
+func run(args []string) error {
+	cfg, err := framework.ParseConfig(args, nil)
 	if err != nil {
 		return err
 	}

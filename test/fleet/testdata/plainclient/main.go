@@ -24,30 +24,29 @@ import (
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver and balancers
 
 	fsv1 "github.com/svckit/svckit/examples/fileserver/proto/fileserver/v1"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/test/fleet/load"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "plainclient:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("plainclient", run) }
 
-func run() error {
-	files := flag.String("files", "xds:///fileserver", "FileSrv target")
-	second := flag.String("second", "xds:///sleeper", "the second service's target")
+func run(args []string) error {
+	fs := flag.NewFlagSet("plainclient", flag.ContinueOnError)
+	files := fs.String("files", "xds:///fileserver", "FileSrv target")
+	second := fs.String("second", "xds:///sleeper", "the second service's target")
 	var mix load.Mix
-	flag.StringVar(&mix.Path, "path", "", "file to download")
-	flag.StringVar(&mix.SHA256, "sha256", "", "its checksum")
-	flag.IntVar(&mix.Streams, "streams", 2, "concurrent downloads")
-	flag.DurationVar(&mix.Hold, "hold", 3*time.Second, "how long a download is held open")
-	flag.IntVar(&mix.Unary, "unary", 2, "concurrent callers per unary method")
-	flag.DurationVar(&mix.Pause, "pause", 5*time.Millisecond, "pause between unary calls")
-	flag.DurationVar(&mix.Duration, "duration", 10*time.Second, "how long the run lasts")
-	flag.IntVar(&mix.MaxCalls, "max-calls", 5000, "calls per worker at most")
-	flag.DurationVar(&mix.Timeout, "timeout", 5*time.Second, "per unary call")
-	flag.Parse()
+	fs.StringVar(&mix.Path, "path", "", "file to download")
+	fs.StringVar(&mix.SHA256, "sha256", "", "its checksum")
+	fs.IntVar(&mix.Streams, "streams", 2, "concurrent downloads")
+	fs.DurationVar(&mix.Hold, "hold", 3*time.Second, "how long a download is held open")
+	fs.IntVar(&mix.Unary, "unary", 2, "concurrent callers per unary method")
+	fs.DurationVar(&mix.Pause, "pause", 5*time.Millisecond, "pause between unary calls")
+	fs.DurationVar(&mix.Duration, "duration", 10*time.Second, "how long the run lasts")
+	fs.IntVar(&mix.MaxCalls, "max-calls", 5000, "calls per worker at most")
+	fs.DurationVar(&mix.Timeout, "timeout", 5*time.Second, "per unary call")
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
+		return err
+	}
 
 	dial := func(target string) (*grpc.ClientConn, error) {
 		return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -5,24 +5,19 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/testsvc"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "sleeper:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("sleeper", run) }
 
-func run() error {
-	cfg, err := framework.ParseConfig(os.Args[1:], nil)
+func run(args []string) error {
+	cfg, err := framework.ParseConfig(args, nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	greeter "example.com/greeter"
 	"github.com/svckit/svckit/framework"
+	"github.com/svckit/svckit/framework/cli"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/observe"
 )
@@ -19,21 +20,9 @@ import (
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
 var version = "dev"
 
-// main exits 2 after a bad command line, printed on one line, and 1 after
-// any other error.
-func main() {
-	err := run(os.Args[1:])
-	var usageErr *framework.UsageError
-	switch {
-	case err == nil:
-	case errors.As(err, &usageErr):
-		fmt.Fprintf(os.Stderr, "greeter: %v (see -h)\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "greeter:", err)
-		os.Exit(1)
-	}
-}
+// main exits 2 after a bad command line, printed on one line, 0 after -h,
+// and 1 after any other error (cli.Main).
+func main() { cli.Main("greeter", run) }
 
 func run(args []string) error {
 	cfg := framework.DefaultConfig()
@@ -43,7 +32,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("greeter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := framework.ParseFlags(fs, args, os.Stdout); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
