@@ -81,7 +81,8 @@ func WithConfig(c Config) Option { return func(o *options) { o.config, o.configS
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithMetadata sets the version, zone, weight and labels of the
-// registration record. The App fills instance id, start time and services
+// registration record, all at once: a later WithMetadata replaces an
+// earlier one whole. The App fills instance id, start time and services
 // itself.
 func WithMetadata(md naming.Metadata) Option { return func(o *options) { o.metadata = md } }
 

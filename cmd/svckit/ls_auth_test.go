@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func TestLsHonoursEtcdUserAndPassword(t *testing.T) {
 		},
 		func() error { _, err := admin.UserAdd(ctx, "viewer", viewerPW); return err },
 		func() error { _, err := admin.UserGrantRole(ctx, "viewer", "viewer"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "stranger", viewerPW); return err },
 		func() error { _, err := admin.AuthEnable(ctx); return err },
 	}
 	for i, step := range steps {
@@ -71,5 +73,14 @@ func TestLsHonoursEtcdUserAndPassword(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "authentication failed") && !strings.Contains(err.Error(), "password") {
 		t.Fatalf("ls with a wrong password: %v, want etcd's refusal", err)
+	}
+
+	// fileclient: the viewer lists; a user without a role on the prefix is
+	// told so, at once, rather than "no ready instance" after 5 s.
+	fileclient := filepath.Join(bins(t), "fileclient")
+	env := []string{"SVCKIT_ETCD_PASSWORD=" + viewerPW}
+	if r := runBin(t, fileclient, env, "--etcd", c.Endpoint(0), "--etcd-user", "stranger", "ls"); r.code != 1 ||
+		!strings.Contains(r.stderr, "read services/") || !strings.Contains(r.stderr, "permission denied") || strings.Contains(r.stderr, viewerPW) {
+		t.Fatalf("fileclient as a user without a role: exit %d, stderr %q; want 1 and a denied read of services/", r.code, r.stderr)
 	}
 }

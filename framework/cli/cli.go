@@ -17,8 +17,10 @@ import (
 	"os"
 )
 
-// UsageError is a bad command line: an unknown flag, a bad value, an
-// unexpected argument. Main exits 2 on it.
+// UsageError is a bad command line: an unknown flag, a value its flag
+// cannot parse, an unexpected argument. Main exits 2 on it. A value that
+// parses but is refused later (framework.Config.Validate, which also
+// checks the environment) is an ordinary error: exit 1.
 type UsageError struct {
 	// Cmd is the command, the name of its FlagSet.
 	Cmd string

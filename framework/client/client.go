@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -31,8 +32,11 @@ type Client struct {
 	// byContract is idempotentByContract, listed once in New: a field
 	// rather than a package-level cache, so the package holds no state.
 	byContract [][2]string
-	closed     atomic.Bool
-	close      func() error
+	// mu orders Close after the Dials in progress: a Dial holds it for
+	// reading until its conn exists, Close for writing to set closed.
+	mu     sync.RWMutex
+	closed atomic.Bool
+	close  func() error
 }
 
 // New returns a Client that reads etcd through a client it creates from
@@ -89,10 +93,12 @@ func newClient(cli *clientv3.Client, o options, opts []Option) *Client {
 // borrowed stays open. Close the conns first: a conn dialled from a closed
 // Client keeps the instances it knew but gets no update from etcd (its
 // resolver retries, and logs each tenth failure, until the conn closes).
-// Dial fails after Close. Close is idempotent: every call returns the
-// first one's result.
+// Close waits for the Dials in progress, and every Dial after it fails.
+// Close is idempotent: every call returns the first one's result.
 func (c *Client) Close() error {
+	c.mu.Lock()
 	c.closed.Store(true)
+	c.mu.Unlock()
 	return c.close()
 }
 
@@ -105,11 +111,14 @@ func (c *Client) Close() error {
 // otherwise fails with codes.Unavailable naming the service. The caller
 // closes the conn.
 func (c *Client) Dial(ctx context.Context, service string, opts ...Option) (*grpc.ClientConn, error) {
+	c.mu.RLock()
 	o, err := c.options(service, opts)
 	if err != nil {
+		c.mu.RUnlock()
 		return nil, err
 	}
 	cc, err := c.newConn(service, o, c.builder)
+	c.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -209,10 +218,15 @@ func (c *Client) ready(ctx context.Context, cc *grpc.ClientConn, service string,
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	cc.Connect()
+	start := time.Now()
 	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
 		if !cc.WaitForStateChange(wctx, s) {
+			after := o.timeout.String()
+			if ctx.Err() != nil {
+				after = fmt.Sprintf("%s, the caller's context ended (%v)", time.Since(start).Round(time.Millisecond), ctx.Err())
+			}
 			return status.Errorf(codes.Unavailable, "svckit: no ready instance of %q under etcd %v %s/ after %s (last state %s)",
-				service, c.cli.Endpoints(), o.prefix+service, o.timeout, s)
+				service, c.cli.Endpoints(), o.prefix+service, after, s)
 		}
 	}
 	return nil

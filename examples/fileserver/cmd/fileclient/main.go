@@ -104,6 +104,12 @@ func connectEtcd(ctx context.Context, cfg framework.Config) (*clientv3.Client, e
 		_ = cli.Close()
 		return nil, err
 	}
+	// Ping counts a denied read as an answer; a role that cannot read the
+	// prefix would otherwise show only as "no ready instance".
+	if _, err := cli.Get(pctx, cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("etcd %v: read %s: %w", cli.Endpoints(), cfg.Prefix, err)
+	}
 	return cli, nil
 }
 

@@ -38,6 +38,9 @@ func run(args []string) error {
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
 	if *showVersion {
 		fmt.Println("greeter", version)
 		return nil
