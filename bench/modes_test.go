@@ -144,7 +144,7 @@ func startModes(b *testing.B) *modesFixture {
 		// FileSrv's flow-control windows (8 MiB per stream, 16 MiB per
 		// connection), without its codec: the proxy forwards raw frames.
 		proxy.WithServerOption(grpc.InitialWindowSize(8<<20), grpc.InitialConnWindowSize(16<<20)),
-		proxy.WithDialOptions(client.WithGRPCOption(fileserver.ClientWindows()...)))
+		proxy.WithBackendOptions(client.WithGRPCOption(fileserver.ClientWindows()...)))
 	if err != nil {
 		b.Fatal(err)
 	}

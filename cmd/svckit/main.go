@@ -44,7 +44,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	err := dispatch(ctx, args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil // framework.ParseFlags printed the usage
+		return nil // cli.Parse printed the usage
 	}
 	return err
 }
