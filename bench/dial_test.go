@@ -317,31 +317,16 @@ func BenchmarkTail(b *testing.B) {
 	}
 }
 
+// benchTail runs one BenchmarkTail case: three Apps of a new service, the
+// first of them bad (slow, or failing if failing), and tailCallers callers
+// through a conn with policy.
 func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) {
 	b.Helper()
 	service := uniqueService("tail")
 	// hits counts the attempts each instance received.
 	var hits [3]atomic.Int64
 	for i := range hits {
-		bad := i == 0
-		hit := &hits[i]
-		ic := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			hit.Add(1)
-			if bad {
-				if failing {
-					return nil, status.Error(codes.Unavailable, "bench: failing instance")
-				}
-				t := time.NewTimer(tailLag)
-				defer t.Stop()
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					return nil, status.FromContextError(ctx.Err()).Err()
-				}
-			}
-			return h(ctx, req)
-		}
-		startSleepApp(b, cli, service, framework.WithUnaryInterceptor(ic))
+		startSleepApp(b, cli, service, framework.WithUnaryInterceptor(tailInterceptor(&hits[i], i == 0, failing)))
 	}
 	cc := dialService(b, cli, service, policy)
 
@@ -357,6 +342,48 @@ func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) 
 		hits[i].Store(0)
 	}
 
+	r := runTail(b, cc)
+	if !failing && r.errs > 0 {
+		b.Fatalf("%d of %d calls failed; first: %v", r.errs, b.N, r.firstErr)
+	}
+	if e := r.firstErr; e != nil && !errors.Is(e, context.DeadlineExceeded) && status.Code(e) != codes.Unavailable {
+		b.Fatalf("unexpected error: %v", e)
+	}
+	reportTail(b, &hits, r, failing)
+}
+
+// tailInterceptor counts each attempt in hit and, if bad, fails it at once
+// with UNAVAILABLE (failing) or delays it by tailLag.
+func tailInterceptor(hit *atomic.Int64, bad, failing bool) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		hit.Add(1)
+		if bad {
+			if failing {
+				return nil, status.Error(codes.Unavailable, "bench: failing instance")
+			}
+			t := time.NewTimer(tailLag)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+		}
+		return h(ctx, req)
+	}
+}
+
+// tailResult is what the timed calls of one BenchmarkTail case saw.
+type tailResult struct {
+	lat      []time.Duration // of every call
+	errs     int64           // calls that failed
+	firstErr error           // the first of them, or nil
+}
+
+// runTail makes b.N calls on cc from tailCallers goroutines, timed, and
+// fails b if they are not done within benchRun.
+func runTail(b *testing.B, cc grpc.ClientConnInterface) tailResult {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchRun)
 	defer cancel()
 	lat := newLatencies(tailCallers, b.N)
@@ -384,25 +411,29 @@ func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) 
 	if ctx.Err() != nil {
 		b.Fatalf("calls not done within %s", benchRun)
 	}
-	if !failing && errs.Load() > 0 {
-		b.Fatalf("%d of %d calls failed; first: %v", errs.Load(), b.N, *firstErr.Load())
+	r := tailResult{lat: lat.all(), errs: errs.Load()}
+	if e := firstErr.Load(); e != nil {
+		r.firstErr = *e
 	}
-	if e := firstErr.Load(); e != nil && !errors.Is(*e, context.DeadlineExceeded) && status.Code(*e) != codes.Unavailable {
-		b.Fatalf("unexpected error: %v", *e)
-	}
+	return r
+}
+
+// reportTail reports the share of attempts the bad instance (hits[0])
+// received, for failing the error rate and attempts per call, and the
+// rate and latency quantiles of r.
+func reportTail(b *testing.B, hits *[3]atomic.Int64, r tailResult, failing bool) {
 	attempts := hits[0].Load() + hits[1].Load() + hits[2].Load()
-	ds := lat.all()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	if failing {
 		b.ReportMetric(100*float64(hits[0].Load())/float64(max(attempts, 1)), "%-to-failing")
-		b.ReportMetric(100*float64(errs.Load())/float64(b.N), "%-errors")
+		b.ReportMetric(100*float64(r.errs)/float64(b.N), "%-errors")
 		b.ReportMetric(float64(attempts)/float64(b.N), "attempts/call")
 	} else {
 		b.ReportMetric(100*float64(hits[0].Load())/float64(max(attempts, 1)), "%-to-slow")
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rps")
-	b.ReportMetric(ms(quantile(ds, 0.5)), "ms-p50")
-	b.ReportMetric(ms(quantile(ds, 0.99)), "ms-p99")
+	b.ReportMetric(ms(quantile(r.lat, 0.5)), "ms-p50")
+	b.ReportMetric(ms(quantile(r.lat, 0.99)), "ms-p99")
 }
 
 // warmTail makes calls from tailCallers goroutines until reached holds,

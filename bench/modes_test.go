@@ -119,6 +119,9 @@ func startModeInstance(b *testing.B, cli *clientv3.Client, root string) (string,
 	return app.Addr(), stop
 }
 
+// startModes starts etcd, three FileSrv instances, the proxy and the xDS
+// server, dials each mode, uploads the 64 MiB file and waits until every
+// mode answers.
 func startModes(b *testing.B) *modesFixture {
 	b.Helper()
 	c := etcdtest.Start(b)
@@ -126,25 +129,36 @@ func startModes(b *testing.B) *modesFixture {
 	for range 3 {
 		startModeInstance(b, f.cli, f.root)
 	}
-	ctx := context.Background()
+	direct := dialModeDirect(b, f.cli)
+	f.modes = []mode{{"direct", direct}, {"proxy", dialModeProxy(b, f.cli)}, {"xds", dialModeXDS(b, f.cli)}}
+	uploadModeFile(b, f, direct)
+	waitModes(b, f)
+	return f
+}
 
-	// Direct: the thick client.
-	dc, err := client.NewFromEtcd(f.cli, client.WithLogger(quietLog), client.WithGRPCOption(fileserver.ClientWindows()...))
+// dialModeDirect returns a conn of the thick client to fileserver.
+func dialModeDirect(b *testing.B, cli *clientv3.Client) *grpc.ClientConn {
+	b.Helper()
+	dc, err := client.NewFromEtcd(cli, client.WithLogger(quietLog), client.WithGRPCOption(fileserver.ClientWindows()...))
 	if err != nil {
 		b.Fatal(err)
 	}
-	direct, err := dc.Dial(ctx, "fileserver")
+	direct, err := dc.Dial(context.Background(), "fileserver")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = direct.Close() })
+	return direct
+}
 
-	// The proxy, and a client of its address alone.
-	px, err := proxy.New(f.cli, proxy.WithLogger(quietLog),
+// dialModeProxy starts the proxy and returns a client of its address alone.
+func dialModeProxy(b *testing.B, cli *clientv3.Client) *grpc.ClientConn {
+	b.Helper()
+	px, err := proxy.New(cli, proxy.WithLogger(quietLog),
 		// FileSrv's flow-control windows (8 MiB per stream, 16 MiB per
 		// connection), without its codec: the proxy forwards raw frames.
 		proxy.WithServerOption(grpc.InitialWindowSize(8<<20), grpc.InitialConnWindowSize(16<<20)),
-		proxy.WithDialOptions(client.WithGRPCOption(fileserver.ClientWindows()...)))
+		proxy.WithBackendOptions(client.WithGRPCOption(fileserver.ClientWindows()...)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -152,7 +166,7 @@ func startModes(b *testing.B) *modesFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pctx, pstop := context.WithCancel(ctx)
+	pctx, pstop := context.WithCancel(context.Background())
 	pdone := make(chan error, 1)
 	go func() { pdone <- px.Serve(pctx, plis) }()
 	b.Cleanup(func() { pstop(); <-pdone })
@@ -162,9 +176,14 @@ func startModes(b *testing.B) *modesFixture {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = viaProxy.Close() })
+	return viaProxy
+}
 
-	// The xDS server, and a plain grpc-go client of xds:///fileserver.
-	xs, err := xds.New(naming.NewBuilder(f.cli, naming.WithResolverLogger(quietLog)), xds.WithLogger(quietLog))
+// dialModeXDS starts the xDS server and returns a plain grpc-go client of
+// xds:///fileserver.
+func dialModeXDS(b *testing.B, cli *clientv3.Client) *grpc.ClientConn {
+	b.Helper()
+	xs, err := xds.New(naming.NewBuilder(cli, naming.WithResolverLogger(quietLog)), xds.WithLogger(quietLog))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +191,7 @@ func startModes(b *testing.B) *modesFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	xctx, xstop := context.WithCancel(ctx)
+	xctx, xstop := context.WithCancel(context.Background())
 	xdone := make(chan error, 1)
 	go func() { xdone <- xs.Serve(xctx, xlis) }()
 	b.Cleanup(func() { xstop(); <-xdone })
@@ -187,14 +206,18 @@ func startModes(b *testing.B) *modesFixture {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = viaXDS.Close() })
-	f.modes = []mode{{"direct", direct}, {"proxy", viaProxy}, {"xds", viaXDS}}
+	return viaXDS
+}
 
-	// One 64 MiB file, uploaded directly.
+// uploadModeFile uploads one file of f.size random bytes to f.path through
+// direct, and sets f.sum to its SHA-256.
+func uploadModeFile(b *testing.B, f *modesFixture, direct *grpc.ClientConn) {
+	b.Helper()
 	data := make([]byte, f.size)
 	_, _ = rand.Read(data)
 	s := sha256.Sum256(data)
 	f.sum = hex.EncodeToString(s[:])
-	uctx, cancel := context.WithTimeout(ctx, time.Minute)
+	uctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	up, err := fsv1.NewFileServiceClient(direct).Upload(uctx)
 	if err != nil {
@@ -211,16 +234,20 @@ func startModes(b *testing.B) *modesFixture {
 	if _, err := up.CloseAndRecv(); err != nil {
 		b.Fatal(err)
 	}
-	// Every mode answers before timing starts.
+}
+
+// waitModes returns once every mode answers a Stat of f.path, so that no
+// timing includes a first connection.
+func waitModes(b *testing.B, f *modesFixture) {
+	b.Helper()
 	for _, m := range f.modes {
-		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, err := fsv1.NewFileServiceClient(m.cc).Stat(wctx, &fsv1.StatRequest{Path: f.path}, grpc.WaitForReady(true))
 		wcancel()
 		if err != nil {
 			b.Fatalf("%s: %v", m.name, err)
 		}
 	}
-	return f
 }
 
 func benchStat(b *testing.B, c fsv1.FileServiceClient, path string) {

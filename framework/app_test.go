@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -337,6 +338,23 @@ func getReadyz(t *testing.T, app *framework.App) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// runUntilStarted runs app until ctx ends and returns the channel of Run's
+// error once app has started, failing t if Run returns first or app has not
+// started within 20s.
+func runUntilStarted(ctx context.Context, t *testing.T, app *framework.App) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started within 20s")
+	}
+	return done
+}
+
 // etcd away for longer than the TTL: the registration is lost on every
 // instance at once, but each can still serve, so readiness holds (unless
 // the option asks for the old behaviour), and /readyz says what was lost.
@@ -367,72 +385,85 @@ func TestReadinessOutlivesEtcdOutage(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- app.Run(ctx) }()
-			select {
-			case <-app.Started():
-			case err := <-done:
-				t.Fatalf("Run: %v", err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("not started within 20s")
-			}
+			done := runUntilStarted(ctx, t, app)
 			if code, body := getReadyz(t, app); code != http.StatusOK || body != "ready\nregistration registered\n" {
 				t.Fatalf("/readyz while registered: %d %q", code, body)
 			}
 
-			c.Stop(0)
-			stopped := time.Now()
-			var code int
-			var body string
-			var lostAfter time.Duration
-			// Watch /readyz until etcd has been away for twice the TTL.
-			poll.Until(t, 30*time.Second, "etcd away for 2×TTL", func() bool {
-				code, body = getReadyz(t, app)
-				lost := strings.Contains(body, "registration lost")
-				if lost && lostAfter == 0 {
-					lostAfter = time.Since(stopped)
-				}
-				if want := http.StatusOK; !lost && code != want {
-					t.Fatalf("/readyz %s after etcd stopped, registration not lost yet: have %d %q, want %d",
-						time.Since(stopped).Round(time.Millisecond), code, body, want)
-				}
-				if lost && (code != tc.wantCode || !strings.HasPrefix(body, tc.wantLines) || app.Ready() != (tc.wantCode == http.StatusOK)) {
-					t.Fatalf("/readyz %s after etcd stopped (TTL 2s): have %d %q, ready %t; want %d %q…",
-						time.Since(stopped).Round(time.Millisecond), code, body, app.Ready(), tc.wantCode, tc.wantLines)
-				}
-				return lost && time.Since(stopped) > 2*cfg.TTL
-			})
-			t.Logf("etcd stopped: registration lost after %s (TTL 2s); /readyz %d %q after %s",
-				lostAfter.Round(time.Millisecond), code, body, time.Since(stopped).Round(time.Millisecond))
-
-			if err := c.Restart(0); err != nil {
-				t.Fatal(err)
-			}
-			poll.Until(t, 30*time.Second, "registered again", func() bool {
-				code, body = getReadyz(t, app)
-				return code == http.StatusOK && body == "ready\nregistration registered\n"
-			})
-			if n := etcdtest.Count(t, cli, "services/outage/"); n != 1 {
-				t.Fatalf("records after etcd came back: have %d, want 1", n)
-			}
-
-			// The drain: readiness fails while the App still serves through
-			// its 2s propagation delay.
-			cancel()
-			poll.Until(t, 2*time.Second, "/readyz 503 during the drain", func() bool {
-				code, body = getReadyz(t, app)
-				return code == http.StatusServiceUnavailable
-			})
-			if body != "not ready\nstopping\n" {
-				t.Errorf("/readyz body during the drain: %q", body)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			if n := etcdtest.Count(t, cli, "services/outage/"); n != 0 {
-				t.Fatalf("records after Run: have %d, want 0", n)
-			}
+			loseRegistration(t, c, app, cfg.TTL, tc.wantCode, tc.wantLines)
+			regainRegistration(t, c, cli, app)
+			drainOutageApp(t, app, cancel, done, cli)
 		})
+	}
+}
+
+// loseRegistration stops etcd and watches app's /readyz until etcd has been
+// away for twice ttl: it must say 200 until the registration is lost, then
+// wantCode with a body that starts with wantLines.
+func loseRegistration(t *testing.T, c *etcdtest.Cluster, app *framework.App, ttl time.Duration, wantCode int, wantLines string) {
+	t.Helper()
+	c.Stop(0)
+	stopped := time.Now()
+	var code int
+	var body string
+	var lostAfter time.Duration
+	// Watch /readyz until etcd has been away for twice the TTL.
+	poll.Until(t, 30*time.Second, "etcd away for 2×TTL", func() bool {
+		code, body = getReadyz(t, app)
+		lost := strings.Contains(body, "registration lost")
+		if lost && lostAfter == 0 {
+			lostAfter = time.Since(stopped)
+		}
+		if want := http.StatusOK; !lost && code != want {
+			t.Fatalf("/readyz %s after etcd stopped, registration not lost yet: have %d %q, want %d",
+				time.Since(stopped).Round(time.Millisecond), code, body, want)
+		}
+		if lost && (code != wantCode || !strings.HasPrefix(body, wantLines) || app.Ready() != (wantCode == http.StatusOK)) {
+			t.Fatalf("/readyz %s after etcd stopped (TTL 2s): have %d %q, ready %t; want %d %q…",
+				time.Since(stopped).Round(time.Millisecond), code, body, app.Ready(), wantCode, wantLines)
+		}
+		return lost && time.Since(stopped) > 2*ttl
+	})
+	t.Logf("etcd stopped: registration lost after %s (TTL 2s); /readyz %d %q after %s",
+		lostAfter.Round(time.Millisecond), code, body, time.Since(stopped).Round(time.Millisecond))
+}
+
+// regainRegistration restarts etcd and waits until app is registered
+// again, with one record.
+func regainRegistration(t *testing.T, c *etcdtest.Cluster, cli *clientv3.Client, app *framework.App) {
+	t.Helper()
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, "registered again", func() bool {
+		code, body := getReadyz(t, app)
+		return code == http.StatusOK && body == "ready\nregistration registered\n"
+	})
+	if n := etcdtest.Count(t, cli, "services/outage/"); n != 1 {
+		t.Fatalf("records after etcd came back: have %d, want 1", n)
+	}
+}
+
+// drainOutageApp stops app with cancel and checks the drain: readiness
+// fails while the App still serves through its 2s propagation delay, then
+// Run returns nil and no record is left.
+func drainOutageApp(t *testing.T, app *framework.App, cancel context.CancelFunc, done <-chan error, cli *clientv3.Client) {
+	t.Helper()
+	cancel()
+	var body string
+	poll.Until(t, 2*time.Second, "/readyz 503 during the drain", func() bool {
+		var code int
+		code, body = getReadyz(t, app)
+		return code == http.StatusServiceUnavailable
+	})
+	if body != "not ready\nstopping\n" {
+		t.Errorf("/readyz body during the drain: %q", body)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := etcdtest.Count(t, cli, "services/outage/"); n != 0 {
+		t.Fatalf("records after Run: have %d, want 0", n)
 	}
 }
 
@@ -447,38 +478,11 @@ func TestUnreachableEtcdLeavesTheDrainItsTime(t *testing.T) {
 	cfg.Etcd = c.Endpoints()
 	cfg.ShutdownTimeout = 3 * time.Second
 	const delay = 300 * time.Millisecond
-	inCall := make(chan struct{}, 1)
-	app, err := framework.New("drain", framework.WithConfig(cfg), framework.WithoutSignals(),
-		framework.WithPropagationDelay(delay),
-		framework.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			inCall <- struct{}{}
-			return h(ctx, req)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testsvc.Register(app.GRPC())
-	// closer needs 500 ms to stop, well inside the budget left after the
-	// drain, but more than the grace of an actor interrupted at the deadline.
-	quit := make(chan struct{})
-	app.Add("closer", func() error { <-quit; return nil }, func(error) {
-		t := time.NewTimer(500 * time.Millisecond)
-		defer t.Stop()
-		<-t.C
-		close(quit)
-	})
+	app, inCall := newDrainApp(t, cfg, delay)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	select {
-	case <-app.Started():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("not started within 20s")
-	}
+	done := runUntilStarted(ctx, t, app)
 	addr := app.Addr()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -487,30 +491,11 @@ func TestUnreachableEtcdLeavesTheDrainItsTime(t *testing.T) {
 	defer cc.Close()
 
 	c.Stop(0)
-	call := make(chan error, 1)
-	go func() { call <- testsvc.Sleep(context.Background(), cc, time.Second) }()
-	select {
-	case <-inCall:
-	case err := <-call:
-		t.Fatalf("call ended before the stop: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("call not in the server within 10s")
-	}
+	call := callInServer(t, cc, inCall)
 
 	start := time.Now()
 	cancel()
-	// The drain begins when the listener closes: after the deregistration's
-	// share (1 s) and the propagation delay, not at the deadline (3.3 s).
-	var drainAfter time.Duration
-	poll.Until(t, 10*time.Second, "listener closed", func() bool {
-		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			_ = conn.Close()
-			return false
-		}
-		drainAfter = time.Since(start)
-		return true
-	})
+	drainAfter := waitListenerClosed(t, addr, start)
 	select {
 	case err = <-done:
 	case <-time.After(30 * time.Second):
@@ -534,6 +519,69 @@ func TestUnreachableEtcdLeavesTheDrainItsTime(t *testing.T) {
 	if bound := cfg.ShutdownTimeout + delay + time.Second; took > bound {
 		t.Errorf("Run returned %s after cancel, want within %s", took, bound)
 	}
+}
+
+// newDrainApp returns an App "drain" of cfg serving the test service, whose
+// every call sends on inCall once in the server, and with an actor "closer"
+// that needs 500 ms to stop.
+func newDrainApp(t *testing.T, cfg framework.Config, delay time.Duration) (app *framework.App, inCall <-chan struct{}) {
+	t.Helper()
+	in := make(chan struct{}, 1)
+	app, err := framework.New("drain", framework.WithConfig(cfg), framework.WithoutSignals(),
+		framework.WithPropagationDelay(delay),
+		framework.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			in <- struct{}{}
+			return h(ctx, req)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Register(app.GRPC())
+	// closer needs 500 ms to stop, well inside the budget left after the
+	// drain, but more than the grace of an actor interrupted at the deadline.
+	quit := make(chan struct{})
+	app.Add("closer", func() error { <-quit; return nil }, func(error) {
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		<-t.C
+		close(quit)
+	})
+	return app, in
+}
+
+// callInServer starts a 1s call on cc and returns the channel of its error
+// once the call is in the server (inCall), failing t if it ends first or is
+// not in within 10s.
+func callInServer(t *testing.T, cc *grpc.ClientConn, inCall <-chan struct{}) <-chan error {
+	t.Helper()
+	call := make(chan error, 1)
+	go func() { call <- testsvc.Sleep(context.Background(), cc, time.Second) }()
+	select {
+	case <-inCall:
+	case err := <-call:
+		t.Fatalf("call ended before the stop: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("call not in the server within 10s")
+	}
+	return call
+}
+
+// waitListenerClosed returns how long after start the listener on addr
+// refused connections: when the drain begins, after the deregistration's
+// share (1 s) and the propagation delay, not at the deadline (3.3 s).
+func waitListenerClosed(t *testing.T, addr string, start time.Time) time.Duration {
+	t.Helper()
+	var drainAfter time.Duration
+	poll.Until(t, 10*time.Second, "listener closed", func() bool {
+		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			_ = conn.Close()
+			return false
+		}
+		drainAfter = time.Since(start)
+		return true
+	})
+	return drainAfter
 }
 
 // staticRegistrar is a Registrar of the user's, not etcd's: published from

@@ -79,49 +79,53 @@ type setting struct {
 	set              func(c *Config, v string) error
 }
 
-var settings = []setting{
-	{"etcd", "SVCKIT_ETCD_ENDPOINTS", "comma-separated etcd endpoints: host:port, http://host:port or https://host:port", true,
-		func(c *Config) string { return strings.Join(c.Etcd, ",") },
-		func(c *Config, v string) error { c.Etcd = splitList(v); return nil }},
-	{"etcd-user", "SVCKIT_ETCD_USER", "etcd user name (password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)", true,
-		func(c *Config) string { return c.EtcdUser },
-		func(c *Config, v string) error { c.EtcdUser = v; return nil }},
-	{"etcd-ca", "SVCKIT_ETCD_CA", "CA that etcd's certificate must chain to, PEM: TLS to etcd", true,
-		func(c *Config) string { return c.EtcdCA },
-		func(c *Config, v string) error { c.EtcdCA = v; return nil }},
-	{"etcd-cert", "SVCKIT_ETCD_CERT", "client certificate for etcd, PEM (with --etcd-key: mutual TLS)", true,
-		func(c *Config) string { return c.EtcdCert },
-		func(c *Config, v string) error { c.EtcdCert = v; return nil }},
-	{"etcd-key", "SVCKIT_ETCD_KEY", "client private key for etcd, PEM", true,
-		func(c *Config) string { return c.EtcdKey },
-		func(c *Config, v string) error { c.EtcdKey = v; return nil }},
-	{"listen", "SVCKIT_LISTEN", "gRPC listen address (host:port)", false,
-		func(c *Config) string { return c.Listen },
-		func(c *Config, v string) error { c.Listen = v; return nil }},
-	{"advertise", "SVCKIT_ADVERTISE", "address written to etcd (default: the bound address)", false,
-		func(c *Config) string { return c.Advertise },
-		func(c *Config, v string) error { c.Advertise = v; return nil }},
-	{"ttl", "SVCKIT_TTL", "etcd lease TTL", false,
-		func(c *Config) string { return c.TTL.String() },
-		func(c *Config, v string) error { return parseDuration(v, &c.TTL) }},
-	{"admin", "SVCKIT_ADMIN", "admin HTTP address for /metrics, /healthz, /readyz, /debug/pprof (default: off)", false,
-		func(c *Config) string { return c.Admin },
-		func(c *Config, v string) error { c.Admin = v; return nil }},
-	{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the whole stop (deregistration, drain, actors), after the propagation delay", false,
-		func(c *Config) string { return c.ShutdownTimeout.String() },
-		func(c *Config, v string) error { return parseDuration(v, &c.ShutdownTimeout) }},
-	{"prefix", "SVCKIT_PREFIX", "etcd key prefix", true,
-		func(c *Config) string { return c.Prefix },
-		func(c *Config, v string) error { c.Prefix = v; return nil }},
-	{"tls-cert", "SVCKIT_TLS_CERT", "server TLS certificate, PEM (with --tls-key: TLS only)", false,
-		func(c *Config) string { return c.TLSCert },
-		func(c *Config, v string) error { c.TLSCert = v; return nil }},
-	{"tls-key", "SVCKIT_TLS_KEY", "server TLS private key, PEM", false,
-		func(c *Config) string { return c.TLSKey },
-		func(c *Config, v string) error { c.TLSKey = v; return nil }},
-	{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)", false,
-		func(c *Config) string { return c.TLSCA },
-		func(c *Config, v string) error { c.TLSCA = v; return nil }},
+// settings returns a fresh table of every setting, the one source for
+// ApplyEnv, RegisterFlags and RegisterEtcdFlags.
+func settings() []setting {
+	return []setting{
+		{"etcd", "SVCKIT_ETCD_ENDPOINTS", "comma-separated etcd endpoints: host:port, http://host:port or https://host:port", true,
+			func(c *Config) string { return strings.Join(c.Etcd, ",") },
+			func(c *Config, v string) error { c.Etcd = splitList(v); return nil }},
+		{"etcd-user", "SVCKIT_ETCD_USER", "etcd user name (password from SVCKIT_ETCD_PASSWORD or SVCKIT_ETCD_PASSWORD_FILE)", true,
+			func(c *Config) string { return c.EtcdUser },
+			func(c *Config, v string) error { c.EtcdUser = v; return nil }},
+		{"etcd-ca", "SVCKIT_ETCD_CA", "CA that etcd's certificate must chain to, PEM: TLS to etcd", true,
+			func(c *Config) string { return c.EtcdCA },
+			func(c *Config, v string) error { c.EtcdCA = v; return nil }},
+		{"etcd-cert", "SVCKIT_ETCD_CERT", "client certificate for etcd, PEM (with --etcd-key: mutual TLS)", true,
+			func(c *Config) string { return c.EtcdCert },
+			func(c *Config, v string) error { c.EtcdCert = v; return nil }},
+		{"etcd-key", "SVCKIT_ETCD_KEY", "client private key for etcd, PEM", true,
+			func(c *Config) string { return c.EtcdKey },
+			func(c *Config, v string) error { c.EtcdKey = v; return nil }},
+		{"listen", "SVCKIT_LISTEN", "gRPC listen address (host:port)", false,
+			func(c *Config) string { return c.Listen },
+			func(c *Config, v string) error { c.Listen = v; return nil }},
+		{"advertise", "SVCKIT_ADVERTISE", "address written to etcd (default: the bound address)", false,
+			func(c *Config) string { return c.Advertise },
+			func(c *Config, v string) error { c.Advertise = v; return nil }},
+		{"ttl", "SVCKIT_TTL", "etcd lease TTL", false,
+			func(c *Config) string { return c.TTL.String() },
+			func(c *Config, v string) error { return parseDuration(v, &c.TTL) }},
+		{"admin", "SVCKIT_ADMIN", "admin HTTP address for /metrics, /healthz, /readyz, /debug/pprof (default: off)", false,
+			func(c *Config) string { return c.Admin },
+			func(c *Config, v string) error { c.Admin = v; return nil }},
+		{"shutdown-timeout", "SVCKIT_SHUTDOWN_TIMEOUT", "bound on the whole stop (deregistration, drain, actors), after the propagation delay", false,
+			func(c *Config) string { return c.ShutdownTimeout.String() },
+			func(c *Config, v string) error { return parseDuration(v, &c.ShutdownTimeout) }},
+		{"prefix", "SVCKIT_PREFIX", "etcd key prefix", true,
+			func(c *Config) string { return c.Prefix },
+			func(c *Config, v string) error { c.Prefix = v; return nil }},
+		{"tls-cert", "SVCKIT_TLS_CERT", "server TLS certificate, PEM (with --tls-key: TLS only)", false,
+			func(c *Config) string { return c.TLSCert },
+			func(c *Config, v string) error { c.TLSCert = v; return nil }},
+		{"tls-key", "SVCKIT_TLS_KEY", "server TLS private key, PEM", false,
+			func(c *Config) string { return c.TLSKey },
+			func(c *Config, v string) error { c.TLSKey = v; return nil }},
+		{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)", false,
+			func(c *Config) string { return c.TLSCA },
+			func(c *Config, v string) error { c.TLSCA = v; return nil }},
+	}
 }
 
 // ApplyEnv overlays the variables that getenv returns (os.Getenv if nil) on
@@ -130,7 +134,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	for _, s := range settings {
+	for _, s := range settings() {
 		if v := getenv(s.env); v != "" {
 			if err := s.set(c, v); err != nil {
 				return fmt.Errorf("%s=%q: %w", s.env, v, err)
@@ -158,7 +162,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) { c.register(fs, false) }
 func (c *Config) RegisterEtcdFlags(fs *flag.FlagSet) { c.register(fs, true) }
 
 func (c *Config) register(fs *flag.FlagSet, etcdOnly bool) {
-	for _, s := range settings {
+	for _, s := range settings() {
 		if etcdOnly && !s.etcd {
 			continue
 		}

@@ -200,10 +200,45 @@ var streamsDesc = grpc.ServiceDesc{
 // server-streaming one, and when the caller cancels a bidi stream it no
 // longer reads.
 func TestTraceClientStreamSpansEnd(t *testing.T) {
-	c := etcdtest.Start(t)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc := dialStreams(ctx, t, tp)
+
+	for _, tc := range []struct {
+		method string
+		call   func(cancel context.CancelFunc, s grpc.ClientStream) error
+		want   string // rpc.response.status_code
+	}{
+		{"Collect", callCollect, "OK"},
+		{"Feed", callFeed, "OK"},
+		{"Hold", callHold, "CANCELLED"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			cctx, ccancel := context.WithCancel(ctx)
+			defer ccancel()
+			s, err := cc.NewStream(cctx, streamDesc(tc.method), "/svckit.test.Streams/"+tc.method)
+			if err != nil {
+				t.Fatalf("new stream: %v", err)
+			}
+			if err := tc.call(ccancel, s); err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			name := "svckit.test.Streams/" + tc.method
+			if have := clientSpanStatus(t, rec, name); have != tc.want {
+				t.Errorf("span %s: rpc.response.status_code %q, want %q", name, have, tc.want)
+			}
+		})
+	}
+}
+
+// dialStreams starts etcd and an App "streams" serving streamsDesc, and
+// returns a conn to it through a client.Client traced by tp.
+func dialStreams(ctx context.Context, t *testing.T, tp trace.TracerProvider) *grpc.ClientConn {
+	t.Helper()
+	c := etcdtest.Start(t)
 	quiet := slog.New(slog.DiscardHandler)
 	cfg := framework.DefaultConfig()
 	cfg.Etcd = c.Endpoints()
@@ -214,91 +249,88 @@ func TestTraceClientStreamSpansEnd(t *testing.T) {
 	}
 	app.GRPC().RegisterService(&streamsDesc, nil)
 	startApp(t, app)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	cc, err := newClient(t, cfg, client.WithTracerProvider(tp), client.WithLogger(quiet)).Dial(ctx, "streams")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
 
-	for _, tc := range []struct {
-		method string
-		call   func(cancel context.CancelFunc, s grpc.ClientStream) error
-		want   string // rpc.response.status_code
-	}{
-		{"Collect", func(_ context.CancelFunc, s grpc.ClientStream) error {
-			for range 3 {
-				if err := s.SendMsg(&emptypb.Empty{}); err != nil {
-					return err
-				}
-			}
-			if err := s.CloseSend(); err != nil {
-				return err
-			}
-			return s.RecvMsg(new(emptypb.Empty)) // CloseAndRecv
-		}, "OK"},
-		{"Feed", func(_ context.CancelFunc, s grpc.ClientStream) error {
-			if err := s.SendMsg(&emptypb.Empty{}); err != nil {
-				return err
-			}
-			if err := s.CloseSend(); err != nil {
-				return err
-			}
-			for {
-				if err := s.RecvMsg(new(emptypb.Empty)); errors.Is(err, io.EOF) {
-					return nil
-				} else if err != nil {
-					return err
-				}
-			}
-		}, "OK"},
-		{"Hold", func(cancel context.CancelFunc, s grpc.ClientStream) error {
-			if err := s.SendMsg(&emptypb.Empty{}); err != nil {
-				return err
-			}
-			cancel() // and never read again
-			return nil
-		}, "CANCELLED"},
-	} {
-		t.Run(tc.method, func(t *testing.T) {
-			cctx, ccancel := context.WithCancel(ctx)
-			defer ccancel()
-			desc := &streamsDesc.Streams[0]
-			for i := range streamsDesc.Streams {
-				if streamsDesc.Streams[i].StreamName == tc.method {
-					desc = &streamsDesc.Streams[i]
-				}
-			}
-			s, err := cc.NewStream(cctx, desc, "/svckit.test.Streams/"+tc.method)
-			if err != nil {
-				t.Fatalf("new stream: %v", err)
-			}
-			if err := tc.call(ccancel, s); err != nil {
-				t.Fatalf("call: %v", err)
-			}
-			name := "svckit.test.Streams/" + tc.method
-			var span sdktrace.ReadOnlySpan
-			poll.Until(t, 5*time.Second, "client span "+name+" ended", func() bool {
-				for _, s := range rec.Ended() {
-					if s.Name() == name && s.SpanKind() == trace.SpanKindClient {
-						span = s
-						return true
-					}
-				}
-				return false
-			})
-			have := ""
-			for _, a := range span.Attributes() {
-				if a.Key == attribute.Key("rpc.response.status_code") {
-					have = a.Value.AsString()
-				}
-			}
-			if have != tc.want {
-				t.Errorf("span %s: rpc.response.status_code %q, want %q", name, have, tc.want)
-			}
-		})
+// callCollect makes a client-streaming call: three messages, then
+// CloseAndRecv.
+func callCollect(_ context.CancelFunc, s grpc.ClientStream) error {
+	for range 3 {
+		if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+			return err
+		}
 	}
+	if err := s.CloseSend(); err != nil {
+		return err
+	}
+	return s.RecvMsg(new(emptypb.Empty)) // CloseAndRecv
+}
+
+// callFeed makes a server-streaming call and reads to io.EOF.
+func callFeed(_ context.CancelFunc, s grpc.ClientStream) error {
+	if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+		return err
+	}
+	if err := s.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		if err := s.RecvMsg(new(emptypb.Empty)); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// callHold opens a bidi stream, sends once, then cancels it and never reads
+// again.
+func callHold(cancel context.CancelFunc, s grpc.ClientStream) error {
+	if err := s.SendMsg(&emptypb.Empty{}); err != nil {
+		return err
+	}
+	cancel() // and never read again
+	return nil
+}
+
+// streamDesc returns the StreamDesc of method in streamsDesc, or its first
+// if there is none of that name.
+func streamDesc(method string) *grpc.StreamDesc {
+	desc := &streamsDesc.Streams[0]
+	for i := range streamsDesc.Streams {
+		if streamsDesc.Streams[i].StreamName == method {
+			desc = &streamsDesc.Streams[i]
+		}
+	}
+	return desc
+}
+
+// clientSpanStatus waits up to 5s for the client span name to end in rec
+// and returns its rpc.response.status_code ("" if it has none).
+func clientSpanStatus(t *testing.T, rec *tracetest.SpanRecorder, name string) string {
+	t.Helper()
+	var span sdktrace.ReadOnlySpan
+	poll.Until(t, 5*time.Second, "client span "+name+" ended", func() bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == name && s.SpanKind() == trace.SpanKindClient {
+				span = s
+				return true
+			}
+		}
+		return false
+	})
+	have := ""
+	for _, a := range span.Attributes() {
+		if a.Key == attribute.Key("rpc.response.status_code") {
+			have = a.Value.AsString()
+		}
+	}
+	return have
 }
 
 func keys[V any](m map[string]V) []string {

@@ -24,6 +24,7 @@ import (
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/proxy"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 const proxyUsage = "usage: svckit proxy [--listen ADDR] [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [flags]"
@@ -89,8 +90,9 @@ func parseProxyFlags(args []string, stdout io.Writer) (proxyFlags, error) {
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), proxyUsage); fs.PrintDefaults() }
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8443", "address to serve gRPC clients on (host:port)")
 	f.cfg.RegisterEtcdFlags(fs)
-	fs.IntVar(&f.maxMsg, "max-msg-size", 4<<20, "largest message forwarded either way, in bytes")
-	fs.UintVar(&f.maxStreams, "max-streams", 1000, "calls in flight per client connection")
+	limits := serve.DefaultLimits()
+	fs.IntVar(&f.maxMsg, "max-msg-size", limits.MaxRecvMsgSize, "largest message forwarded either way, in bytes")
+	fs.UintVar(&f.maxStreams, "max-streams", uint(limits.MaxConcurrentStreams), "calls in flight per client connection")
 	fs.UintVar(&f.maxHeader, "max-header-bytes", 64<<10, "largest header list (method name and metadata, uncompressed) a client may send per call, in bytes")
 	fs.IntVar(&f.maxBackends, "max-backends", 256, "backend connections cached, one per service")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", f.cfg.ShutdownTimeout, "bound on the graceful stop (env SVCKIT_SHUTDOWN_TIMEOUT)")
@@ -147,7 +149,7 @@ func (f proxyFlags) options(log *slog.Logger) ([]proxy.Option, error) {
 		proxy.WithMaxHeaderListSize(uint32(f.maxHeader)),
 		proxy.WithMaxBackends(f.maxBackends),
 		proxy.WithShutdownTimeout(f.shutdown),
-		proxy.WithDialOptions(client.WithBalancer(lbName)),
+		proxy.WithBackendOptions(client.WithBalancer(lbName)),
 	}
 	if f.tlsCert != "" {
 		creds, err := framework.ServerTLS(f.tlsCert, f.tlsKey, f.tlsCA)
@@ -161,7 +163,7 @@ func (f proxyFlags) options(log *slog.Logger) ([]proxy.Option, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: --backend-ca: %w", err)
 		}
-		opts = append(opts, proxy.WithDialOptions(client.WithTransportCredentials(creds)))
+		opts = append(opts, proxy.WithBackendOptions(client.WithTransportCredentials(creds)))
 	}
 	return opts, nil
 }

@@ -1,6 +1,6 @@
 // Package lb provides gRPC load-balancing policies, registered by name:
 //
-//   - svckit_p2c_ewma (P2CEWMA, the default of framework.Dial): power of two choices on a
+//   - svckit_p2c_ewma (P2CEWMA, the default of client.Dial): power of two choices on a
 //     peak-EWMA of latency times in-flight calls, with failures counted as
 //     slow calls, so that slow or failing instances get few calls and cold
 //     ones neither flood nor starve. A stream counts in flight while open

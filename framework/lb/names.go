@@ -8,7 +8,7 @@ package lb
 // The old names are not registered with gRPC: "p2c_ewma" is also go-zero's
 // p2c balancer, and a name registered twice in grpc-go's global registry
 // silently means whichever init ran last. Canonical lets the places where
-// svckit itself reads a policy name (framework.WithBalancer,
+// svckit itself reads a policy name (client.WithBalancer,
 // svckit proxy --balancer) keep accepting them, with a deprecation warning;
 // a service config written by hand must use the new names.
 func Canonical(name string) (policy string, deprecated bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/serve"
 )
 
 // Option configures a Proxy.
@@ -27,11 +28,12 @@ type options struct {
 }
 
 func defaultOptions() options {
+	l := serve.DefaultLimits()
 	return options{
 		prefix:          naming.DefaultPrefix,
 		logger:          slog.Default(),
-		maxMsgSize:      4 << 20,
-		maxStreams:      1000,
+		maxMsgSize:      l.MaxRecvMsgSize,
+		maxStreams:      l.MaxConcurrentStreams,
 		maxHeaderBytes:  64 << 10,
 		maxBackends:     256,
 		shutdownTimeout: 15 * time.Second,
@@ -47,12 +49,13 @@ func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithMaxMsgSize bounds each message forwarded, either way; default 4 MiB,
-// as the App's. A larger request fails with codes.ResourceExhausted at the
-// proxy; a larger response fails the call the same way.
+// the App's, from serve.DefaultLimits. A larger request fails with
+// codes.ResourceExhausted at the proxy; a larger response fails the call the
+// same way.
 func WithMaxMsgSize(n int) Option { return func(o *options) { o.maxMsgSize = n } }
 
 // WithMaxConcurrentStreams bounds the calls in flight on each client
-// connection; default 1000, as the App's.
+// connection; default 1000, the App's, from serve.DefaultLimits.
 func WithMaxConcurrentStreams(n uint32) Option { return func(o *options) { o.maxStreams = n } }
 
 // WithMaxHeaderListSize bounds the headers of each call a client sends
@@ -78,13 +81,13 @@ func WithMaxBackends(n int) Option { return func(o *options) { o.maxBackends = n
 // flight are cut; default 15s.
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
 
-// WithDialOptions adds options to the client.Client that dials each
+// WithBackendOptions adds options to the client.Client that dials each
 // backend service, e.g. client.WithBalancer, client.WithTransportCredentials
 // or client.WithIdempotent. The proxy sets the etcd client, the prefix,
 // WithoutWait and the message size limits, and no tracer provider: trace
 // context crosses the proxy untouched.
-func WithDialOptions(d ...client.Option) Option {
-	return func(o *options) { o.dial = append(o.dial, d...) }
+func WithBackendOptions(b ...client.Option) Option {
+	return func(o *options) { o.dial = append(o.dial, b...) }
 }
 
 // WithServerOption adds gRPC server options, applied after the proxy's,

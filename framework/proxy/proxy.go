@@ -146,7 +146,7 @@ func (p *Proxy) Routes() map[string]string { return p.routes.snapshot() }
 
 // newClient returns the Client that dials the backends: through cli, which
 // it borrows, under the proxy's prefix, without waiting, with the proxy's
-// message size limits, then the WithDialOptions.
+// message size limits, then the WithBackendOptions.
 func newClient(cli *clientv3.Client, o options, log *slog.Logger) (*client.Client, error) {
 	n := o.maxMsgSize
 	c, err := client.NewFromEtcd(cli, append([]client.Option{

@@ -385,15 +385,15 @@ func TestMaxMsgSize(t *testing.T) {
 func TestNewRefusesInvalidOptions(t *testing.T) {
 	_, cli := startEtcd(t)
 	for name, opts := range map[string][]proxy.Option{
-		"nil logger":       {proxy.WithLogger(nil)},
-		"zero msg size":    {proxy.WithMaxMsgSize(0)},
-		"zero streams":     {proxy.WithMaxConcurrentStreams(0)},
-		"zero backends":    {proxy.WithMaxBackends(0)},
-		"zero header size": {proxy.WithMaxHeaderListSize(0)},
-		"zero shutdown":    {proxy.WithShutdownTimeout(0)},
-		"prefix without /": {proxy.WithPrefix("services")},
-		"empty prefix":     {proxy.WithPrefix("")},
-		"bad dial option":  {proxy.WithDialOptions(client.WithTimeout(0))},
+		"nil logger":         {proxy.WithLogger(nil)},
+		"zero msg size":      {proxy.WithMaxMsgSize(0)},
+		"zero streams":       {proxy.WithMaxConcurrentStreams(0)},
+		"zero backends":      {proxy.WithMaxBackends(0)},
+		"zero header size":   {proxy.WithMaxHeaderListSize(0)},
+		"zero shutdown":      {proxy.WithShutdownTimeout(0)},
+		"prefix without /":   {proxy.WithPrefix("services")},
+		"empty prefix":       {proxy.WithPrefix("")},
+		"bad backend option": {proxy.WithBackendOptions(client.WithTimeout(0))},
 	} {
 		if _, err := proxy.New(cli, opts...); err == nil {
 			t.Errorf("%s: have nil error", name)

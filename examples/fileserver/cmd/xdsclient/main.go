@@ -99,12 +99,19 @@ func run(args []string) error {
 	}
 	fmt.Printf("downloaded ok bytes=%d\n", got.Len())
 
+	statLoop(c, *path, *loop, *pause)
+	return nil
+}
+
+// statLoop calls Stat of path for loop, pausing between calls, and prints
+// each call's peer or error, then the count of calls and failures.
+func statLoop(c fsv1.FileServiceClient, path string, loop, pause time.Duration) {
 	calls, failures := 0, 0
-	end := time.Now().Add(*loop)
+	end := time.Now().Add(loop)
 	for time.Now().Before(end) {
 		var p peer.Peer
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.Stat(cctx, &fsv1.StatRequest{Path: *path}, grpc.Peer(&p))
+		_, err := c.Stat(cctx, &fsv1.StatRequest{Path: path}, grpc.Peer(&p))
 		ccancel()
 		calls++
 		if err != nil {
@@ -113,8 +120,7 @@ func run(args []string) error {
 		} else {
 			fmt.Printf("call peer=%s at=%d\n", p.Addr, time.Now().UnixNano())
 		}
-		time.Sleep(*pause)
+		time.Sleep(pause)
 	}
 	fmt.Printf("done calls=%d failures=%d\n", calls, failures)
-	return nil
 }
