@@ -83,4 +83,11 @@ func TestLsHonoursEtcdUserAndPassword(t *testing.T) {
 		!strings.Contains(r.stderr, "read services/") || !strings.Contains(r.stderr, "permission denied") || strings.Contains(r.stderr, viewerPW) {
 		t.Fatalf("fileclient as a user without a role: exit %d, stderr %q; want 1 and a denied read of services/", r.code, r.stderr)
 	}
+	// svckit proxy: the same refusal at start, not a proxy that never
+	// turns SERVING.
+	svckit := filepath.Join(bins(t), "svckit")
+	if r := runBin(t, svckit, env, "proxy", "--listen", "127.0.0.1:0", "--etcd", c.Endpoint(0), "--etcd-user", "stranger"); r.code != 1 ||
+		!strings.Contains(r.stderr, "read services/") || !strings.Contains(r.stderr, "permission denied") {
+		t.Fatalf("svckit proxy as a user without a role: exit %d, stderr %q; want 1 and a denied read of services/", r.code, r.stderr)
+	}
 }

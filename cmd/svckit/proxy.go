@@ -62,10 +62,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = naming.Ping(pctx, cli)
-	cancel()
-	if err != nil {
+	// As svckit xds: etcd answers and lets the user read the prefix, or a
+	// one-line refusal, rather than a proxy that never turns SERVING.
+	if err := checkEtcd(ctx, cli, f.cfg.Prefix); err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	lis, err := net.Listen("tcp", f.listen)
