@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,14 +26,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	serverBin = filepath.Join(dir, "testserver")
-	out, err := exec.Command("go", "build", "-race", "-o", serverBin, "./testdata/testserver").CombinedOutput()
-	if err != nil && runtime.GOOS == "linux" {
-		// -race needs cgo; fall back to a plain build.
-		out, err = exec.Command("go", "build", "-o", serverBin, "./testdata/testserver").CombinedOutput()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build testserver: %v\n%s", err, out)
+	if serverBin, err = childproc.BuildRace(dir, "./testdata/testserver"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	var opts []goleak.Option

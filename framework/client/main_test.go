@@ -3,9 +3,6 @@ package client_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,14 +25,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	serverBin = filepath.Join(dir, "testserver")
-	out, err := exec.Command("go", "build", "-race", "-o", serverBin, "../testdata/testserver").CombinedOutput()
-	if err != nil && runtime.GOOS == "linux" {
-		// -race needs cgo; fall back to a plain build.
-		out, err = exec.Command("go", "build", "-o", serverBin, "../testdata/testserver").CombinedOutput()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build testserver: %v\n%s", err, out)
+	if serverBin, err = childproc.BuildRace(dir, "../testdata/testserver"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := 0
