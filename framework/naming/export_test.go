@@ -14,3 +14,9 @@ func WithAfterPage(f func(n int)) ResolverOption {
 
 // ParseTarget is parseTarget, for the external tests.
 var ParseTarget = parseTarget
+
+// WithBeforeWatch sets a function the registrar calls before each watch of
+// its key.
+func WithBeforeWatch(f func()) RegistrarOption {
+	return func(o *registrarOptions) { o.beforeWatch = f }
+}

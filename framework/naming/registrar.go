@@ -81,6 +81,7 @@ type registrarOptions struct {
 	logger      *slog.Logger
 	backoff     Backoff
 	stopTimeout time.Duration
+	beforeWatch func() // tests: called in hold before each watch of the key
 }
 
 // WithPrefix sets the key prefix; default DefaultPrefix.
@@ -357,19 +358,37 @@ func (r *Registrar) hold(ctx context.Context) string {
 	lease, rev := r.lease, r.rev
 	r.mu.Unlock()
 
+	// clientv3's Watch blocks until it has a stream, for as long as etcd
+	// is away: it runs aside, so that a lease lost meanwhile is seen. The
+	// cancel ends a Watch still waiting, before the wait for it.
 	hctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	kach, err := r.cli.KeepAlive(hctx, lease)
 	if err != nil {
 		return "keepalive: " + err.Error()
 	}
-	wch := r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(rev+1))
+	watch := func(from int64) <-chan clientv3.WatchChan {
+		if r.opts.beforeWatch != nil {
+			r.opts.beforeWatch()
+		}
+		started := make(chan clientv3.WatchChan, 1)
+		wg.Go(func() { started <- r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(from)) })
+		return started
+	}
+	watching := watch(rev + 1)
+	var wch clientv3.WatchChan
 	var rewatch <-chan time.Time
 	rewatches := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return "stopped"
+		case wch = <-watching:
+			watching = nil
 		case ka, ok := <-kach:
 			if !ok {
 				return "keepalive channel closed (lease expired or revoked)"
@@ -397,7 +416,7 @@ func (r *Registrar) hold(ctx context.Context) string {
 				return "key deleted"
 			}
 			rewatches = 0
-			wch = r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(resp.Header.Revision+1))
+			watching = watch(resp.Header.Revision + 1)
 		case wr, ok := <-wch:
 			if !ok || wr.Err() != nil || wr.Canceled {
 				if ctx.Err() != nil {

@@ -432,3 +432,25 @@ func TestDeregisterRevokesTheLeaseOfAnAppliedButCancelledPut(t *testing.T) {
 		t.Fatalf("Deregister: %v, want nil: etcd is reachable", derr)
 	}
 }
+
+// etcd gone right after Register, before the registrar's watch on its key
+// has a stream: the lease runs out on the client's clock and the registrar
+// says so. clientv3's Watch blocks until it has a stream, so a registrar
+// that waited in it would stay "registered" for the whole outage.
+func TestEtcdGoneRightAfterRegisterIsALoss(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := newClient(t, []string{p.Addr()}, nil)
+	var once sync.Once
+	r := register(t, cli, "gone", "127.0.0.1:7200", naming.WithTTL(2*time.Second),
+		naming.WithBeforeWatch(func() { once.Do(p.Cut) }))
+	took := poll.Until(t, 15*time.Second, "registration reported lost", func() bool {
+		st := r.Status()
+		return st.State != naming.StateRegistered && st.Losses >= 1
+	})
+	t.Logf("loss seen %s after etcd went away (TTL 2s)", took.Round(time.Millisecond))
+	p.Heal()
+	poll.Until(t, 15*time.Second, "registered again once etcd is back", func() bool {
+		return r.Status().State == naming.StateRegistered
+	})
+}
