@@ -23,6 +23,7 @@ import (
 
 	"github.com/svckit/svckit/framework/lifecycle"
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/overload"
 	"github.com/svckit/svckit/framework/serve"
 )
 
@@ -35,6 +36,7 @@ type App struct {
 	health     *health.Server
 	metrics    *prometheus.Registry
 	srvMetrics *grpcprom.ServerMetrics
+	limiter    *overload.Limiter // nil with --overload-cpu 0
 
 	actors []actor
 
@@ -75,15 +77,23 @@ func New(name string, opts ...Option) (*App, error) {
 		srvMetrics: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
 		started:    make(chan struct{}),
 	}
+	var err error
+	if a.limiter, err = o.newLimiter(); err != nil {
+		return nil, err
+	}
 	var load *loadReporter
 	if o.orca {
-		load = newLoadReporter()
+		load = newLoadReporter(a.limiter)
 	}
-	sopts, err := a.serverOptions(load)
-	if err != nil {
+	var sopts []grpc.ServerOption
+	if sopts, err = a.serverOptions(load); err != nil {
 		return nil, err
 	}
 	a.grpc = grpc.NewServer(sopts...)
+	if a.limiter != nil {
+		a.runLimiter(a.limiter)
+		a.metrics.MustRegister(newOverloadCollector(a.limiter))
+	}
 	if load != nil {
 		if err := a.serveORCA(load); err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,12 @@ type Config struct {
 	// certificates that chain to this PEM CA (mutual TLS). --tls-ca,
 	// SVCKIT_TLS_CA.
 	TLSCA string
+	// OverloadCPU is the share of the CPU the process may use (its
+	// cgroup's quota, or the machine) above which calls over the adaptive
+	// limit on calls in flight are shed with RESOURCE_EXHAUSTED (see
+	// package overload); 0 never sheds. --overload-cpu,
+	// SVCKIT_OVERLOAD_CPU.
+	OverloadCPU float64
 }
 
 // DefaultConfig returns the defaults of every setting.
@@ -67,6 +74,7 @@ func DefaultConfig() Config {
 		TTL:             10 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
 		Prefix:          naming.DefaultPrefix,
+		OverloadCPU:     0.8,
 	}
 }
 
@@ -125,6 +133,9 @@ func settings() []setting {
 		{"tls-ca", "SVCKIT_TLS_CA", "CA that client certificates must chain to, PEM (mutual TLS)", false,
 			func(c *Config) string { return c.TLSCA },
 			func(c *Config, v string) error { c.TLSCA = v; return nil }},
+		{"overload-cpu", "SVCKIT_OVERLOAD_CPU", "share of the allowed CPU above which calls over the adaptive limit are shed (0: never shed)", false,
+			func(c *Config) string { return strconv.FormatFloat(c.OverloadCPU, 'g', -1, 64) },
+			func(c *Config, v string) error { return parseFloat(v, &c.OverloadCPU) }},
 	}
 }
 
@@ -232,6 +243,9 @@ func (c Config) Validate() error {
 	if c.TLSCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--tls-ca needs --tls-cert and --tls-key"))
 	}
+	if !(c.OverloadCPU >= 0 && c.OverloadCPU <= 1) { // NaN too
+		errs = append(errs, fmt.Errorf("--overload-cpu %v: want 0 (never shed) to 1", c.OverloadCPU))
+	}
 	return errors.Join(errs...)
 }
 
@@ -293,8 +307,8 @@ func (c Config) String() string {
 	if c.etcdPassword != "" {
 		pw = " etcd_password=<set>"
 	}
-	return fmt.Sprintf("etcd=%v etcd_user=%q%s etcd_ca=%q etcd_cert=%q etcd_key=%q listen=%s advertise=%q ttl=%s admin=%q shutdown_timeout=%s prefix=%s tls_cert=%q tls_key=%q tls_ca=%q",
-		c.Etcd, c.EtcdUser, pw, c.EtcdCA, c.EtcdCert, c.EtcdKey, c.Listen, c.Advertise, c.TTL, c.Admin, c.ShutdownTimeout, c.Prefix, c.TLSCert, c.TLSKey, c.TLSCA)
+	return fmt.Sprintf("etcd=%v etcd_user=%q%s etcd_ca=%q etcd_cert=%q etcd_key=%q listen=%s advertise=%q ttl=%s admin=%q shutdown_timeout=%s prefix=%s tls_cert=%q tls_key=%q tls_ca=%q overload_cpu=%v",
+		c.Etcd, c.EtcdUser, pw, c.EtcdCA, c.EtcdCert, c.EtcdKey, c.Listen, c.Advertise, c.TTL, c.Admin, c.ShutdownTimeout, c.Prefix, c.TLSCert, c.TLSKey, c.TLSCA, c.OverloadCPU)
 }
 
 // EtcdClientConfig returns the etcd client configuration of c: endpoints,
@@ -322,6 +336,15 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+func parseFloat(v string, f *float64) error {
+	p, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return fmt.Errorf("not a number (e.g. 0.8): %q", v)
+	}
+	*f = p
+	return nil
 }
 
 func parseDuration(v string, d *time.Duration) error {

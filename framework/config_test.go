@@ -55,6 +55,11 @@ func TestParseConfigRejectsBadValuesNamingThem(t *testing.T) {
 		{[]string{"--etcd", ""}, nil, "--etcd"},
 		{[]string{"--bogus"}, nil, "bogus"},
 		{nil, map[string]string{"SVCKIT_TTL": "ten"}, "SVCKIT_TTL"},
+		{[]string{"--overload-cpu", "high"}, nil, "-overload-cpu"},
+		{[]string{"--overload-cpu", "1.5"}, nil, "--overload-cpu"},
+		{[]string{"--overload-cpu", "-0.1"}, nil, "--overload-cpu"},
+		{[]string{"--overload-cpu", "NaN"}, nil, "--overload-cpu"},
+		{nil, map[string]string{"SVCKIT_OVERLOAD_CPU": "80%"}, "SVCKIT_OVERLOAD_CPU"},
 	} {
 		_, err := framework.ParseConfig(tc.args, func(k string) string { return tc.env[k] })
 		if err == nil {

@@ -15,8 +15,10 @@ import (
 
 // interceptors returns the server's interceptor chains, outermost first:
 // ORCA's count of calls and errors (with WithORCA, so load is nil without),
-// tracing (with WithTracerProvider), metrics, logging, panic recovery, then
-// the user's (WithUnaryInterceptor, WithStreamInterceptor).
+// tracing (with WithTracerProvider), metrics, load shedding (unless
+// --overload-cpu is 0), logging, panic recovery, then the user's
+// (WithUnaryInterceptor, WithStreamInterceptor). A shed call is counted,
+// traced and measured, but costs no more.
 func (a *App) interceptors(load *loadReporter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
@@ -26,8 +28,12 @@ func (a *App) interceptors(load *loadReporter) ([]grpc.UnaryServerInterceptor, [
 	if t := tracing.New(a.opts.tracerProvider); t != nil {
 		unary, stream = append(unary, t.UnaryServer()), append(stream, t.StreamServer())
 	}
-	unary = append(unary, a.srvMetrics.UnaryServerInterceptor(), logUnary(a.log), recoverUnary(a.log))
-	stream = append(stream, a.srvMetrics.StreamServerInterceptor(), logStream(a.log), recoverStream(a.log))
+	unary, stream = append(unary, a.srvMetrics.UnaryServerInterceptor()), append(stream, a.srvMetrics.StreamServerInterceptor())
+	if a.limiter != nil {
+		unary, stream = append(unary, a.limiter.UnaryServerInterceptor()), append(stream, a.limiter.StreamServerInterceptor())
+	}
+	unary = append(unary, logUnary(a.log), recoverUnary(a.log))
+	stream = append(stream, logStream(a.log), recoverStream(a.log))
 	return append(unary, a.opts.unary...), append(stream, a.opts.stream...)
 }
 

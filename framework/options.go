@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/svckit/svckit/framework/naming"
+	"github.com/svckit/svckit/framework/overload"
 	"github.com/svckit/svckit/framework/serve"
 )
 
@@ -61,6 +62,7 @@ type options struct {
 	registerTimeout  time.Duration
 	orca             bool
 	readyNeedsReg    bool
+	overload         []overload.Option
 }
 
 func defaultOptions() options {
@@ -140,6 +142,14 @@ func WithLimits(l serve.Limits) Option { return func(o *options) { o.limits = l 
 // grpc-go's weighted_round_robin (e.g. through svckit xds --wrr) balance on
 // the load each instance really has.
 func WithORCA() Option { return func(o *options) { o.orca = true } }
+
+// WithOverload configures the App's load shedding beyond --overload-cpu,
+// e.g. with overload.WithPriority for the methods to shed first or never;
+// each call adds to the last. Shedding is on unless --overload-cpu is 0
+// (see Config.OverloadCPU and package overload).
+func WithOverload(opts ...overload.Option) Option {
+	return func(o *options) { o.overload = append(o.overload, opts...) }
+}
 
 // WithRegisterTimeout bounds the first registration; default 10s.
 func WithRegisterTimeout(d time.Duration) Option {

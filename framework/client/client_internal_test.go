@@ -32,7 +32,8 @@ func TestServiceConfigRetriesIdempotentByContract(t *testing.T) {
 		`{"service":"fileserver.v1.FileService","method":"Delete"}`,
 		`{"service":"pkg.Svc"}`,
 		`{"service":"pkg.Other","method":"Get"}`,
-		`"retryableStatusCodes":["UNAVAILABLE"]`,
+		`"retryableStatusCodes":["UNAVAILABLE","RESOURCE_EXHAUSTED"]`,
+		`"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}`,
 		`"svckit_p2c_ewma"`,
 	} {
 		if !strings.Contains(sc, want) {

@@ -10,9 +10,19 @@ import (
 )
 
 // serviceConfig builds the default service config of a conn: the
-// balancer, health checking, and the retry policy of the health service's
+// balancer, health checking, the retry policy of the health service's
 // Check, of byContract (see idempotentByContract) and of o's WithIdempotent
-// names, which validate has checked.
+// names, which validate has checked, and the conn's retry budget.
+//
+// A retry is one of at most three attempts, on UNAVAILABLE (the instance
+// is gone or going) or RESOURCE_EXHAUSTED (an instance shedding load
+// before any handler work, see package overload): the balancer picks again,
+// and steers away from the instance that failed. gRPC's retry throttling
+// budgets the retries of a conn: every failed attempt costs a token of 10,
+// every call that succeeds returns 0.1, and retries stop while 5 or fewer
+// are left. In an outage of every instance a caller then sends about one
+// attempt a call, not three: retries do not triple the load on a fleet that
+// is failing.
 func serviceConfig(o options, byContract [][2]string) (string, error) {
 	type name struct {
 		Service string `json:"service,omitempty"`
@@ -20,7 +30,7 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 	}
 	retry := map[string]any{
 		"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
-		"retryableStatusCodes": []string{"UNAVAILABLE"},
+		"retryableStatusCodes": []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"},
 	}
 	names := []name{{Service: healthpb.Health_ServiceDesc.ServiceName, Method: "Check"}}
 	for _, m := range byContract {
@@ -37,6 +47,7 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 		"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
 		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
+		"retryThrottling":     map[string]any{"maxTokens": 10, "tokenRatio": 0.1},
 	}
 	b, err := json.Marshal(sc)
 	return string(b), err
