@@ -16,15 +16,13 @@ import (
 
 // loadReporter reports the App's load with ORCA: the process's CPU
 // utilization (of the CPUs its cgroup allows, with the load shedder on;
-// else of all), how near it is to shedding as its application
-// utilization, calls and errors per second, sampled every
+// else of all), calls and errors per second, sampled every
 // second and attached to every response's trailer, and served out of band
 // by the OpenRcaService. grpc-go's weighted_round_robin (through xDS, see
 // framework/xds) weights each instance by qps / utilization.
 type loadReporter struct {
 	rec         orca.ServerMetricsRecorder
-	lim         *overload.Limiter // nil with --overload-cpu 0
-	cores       float64           // the CPU the process may use
+	cores       float64 // the CPU the process may use
 	calls, errs atomic.Int64
 	stop        chan struct{}
 	lastCPU     time.Duration
@@ -35,7 +33,7 @@ type loadReporter struct {
 }
 
 func newLoadReporter(lim *overload.Limiter) *loadReporter {
-	l := &loadReporter{rec: orca.NewServerMetricsRecorder(), lim: lim, cores: float64(runtime.NumCPU()), stop: make(chan struct{}), sampleEvery: time.Second}
+	l := &loadReporter{rec: orca.NewServerMetricsRecorder(), cores: float64(runtime.NumCPU()), stop: make(chan struct{}), sampleEvery: time.Second}
 	if lim != nil {
 		l.cores = lim.Stats().Cores // the cgroup's quota, if less
 	}
@@ -114,18 +112,7 @@ func (l *loadReporter) sample() {
 	if wall <= 0 {
 		return
 	}
-	util := (cpu - l.lastCPU).Seconds() / (wall * l.cores)
-	l.rec.SetCPUUtilization(util)
-	if l.lim != nil {
-		// How near the instance is to shedding: its CPU, or its calls
-		// in flight over its limit if nearer, so that weighted clients
-		// move away before it sheds. grpc-go's weighted_round_robin
-		// prefers this to the CPU utilization.
-		if st := l.lim.Stats(); st.Limit > 0 {
-			util = max(util, float64(st.InFlight)/float64(st.Limit))
-		}
-		l.rec.SetApplicationUtilization(util)
-	}
+	l.rec.SetCPUUtilization((cpu - l.lastCPU).Seconds() / (wall * l.cores))
 	l.rec.SetQPS(float64(calls-l.lastCalls) / wall)
 	l.rec.SetEPS(float64(errs-l.lastErrs) / wall)
 	l.lastCPU, l.lastWall, l.lastCalls, l.lastErrs = cpu, now, calls, errs

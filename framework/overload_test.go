@@ -3,6 +3,8 @@ package framework_test
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -66,8 +68,9 @@ func startOverloadApp(t *testing.T, cfg framework.Config, opts ...framework.Opti
 // limit and the calls shed.
 func TestOverloadedAppShedsTheExcess(t *testing.T) {
 	app, handled := startOverloadApp(t, framework.DefaultConfig(),
-		// Busy whatever the machine does: the capacity is the semaphore.
-		framework.WithOverload(overload.WithCPUThreshold(1e-9)))
+		// Busy whatever the machine does, and two cores whatever it has:
+		// the capacity is the semaphore.
+		framework.WithOverload(overload.WithCPUThreshold(1e-9), overload.WithCgroupRoot(twoCores(t))))
 	cc, err := grpc.NewClient(app.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +154,22 @@ func TestOverloadCPUZeroNeverSheds(t *testing.T) {
 	if metrics := httpBody(t, "http://"+app.AdminAddr()+"/metrics"); strings.Contains(metrics, "svckit_overload_") {
 		t.Error("/metrics has svckit_overload_ metrics with shedding off")
 	}
+}
+
+// twoCores returns a root for overload.WithCgroupRoot under which the
+// process's cgroup v2 quota is two cores.
+func twoCores(t *testing.T) string {
+	root := t.TempDir()
+	for name, body := range map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "200000 100000\n"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }
 
 // metricValue returns the value of the unlabelled metric name in a

@@ -84,7 +84,7 @@ func TestRetryBudgetHoldsAttemptsNearOneACallInAnOutage(t *testing.T) {
 
 			f.code.Store(int32(code))
 			before := f.attempts.Load()
-			const calls = 200
+			const calls = 1000
 			for range calls {
 				if err := testsvc.Sleep(ctx, cc, 0); status.Code(err) != code {
 					t.Fatalf("call during the outage: %v, want %s", err, code)

@@ -33,7 +33,7 @@ func TestServiceConfigRetriesIdempotentByContract(t *testing.T) {
 		`{"service":"pkg.Svc"}`,
 		`{"service":"pkg.Other","method":"Get"}`,
 		`"retryableStatusCodes":["UNAVAILABLE","RESOURCE_EXHAUSTED"]`,
-		`"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}`,
+		`"retryThrottling":{"maxTokens":100,"tokenRatio":0.1}`,
 		`"svckit_p2c_ewma"`,
 	} {
 		if !strings.Contains(sc, want) {

@@ -18,11 +18,12 @@ import (
 // is gone or going) or RESOURCE_EXHAUSTED (an instance shedding load
 // before any handler work, see package overload): the balancer picks again,
 // and steers away from the instance that failed. gRPC's retry throttling
-// budgets the retries of a conn: every failed attempt costs a token of 10,
-// every call that succeeds returns 0.1, and retries stop while 5 or fewer
-// are left. In an outage of every instance a caller then sends about one
-// attempt a call, not three: retries do not triple the load on a fleet that
-// is failing.
+// budgets the retries of a conn: every failed attempt (of a method with a
+// retry policy) costs a token of 100, every call that succeeds returns 0.1,
+// and no retry is made once 50 or fewer would be left: a burst of about 50
+// retries (the calls in flight on an instance killed at once), then, in an
+// outage of every instance, about one attempt a call, not three. gRPC
+// refills the budget on every resolver update.
 func serviceConfig(o options, byContract [][2]string) (string, error) {
 	type name struct {
 		Service string `json:"service,omitempty"`
@@ -47,7 +48,7 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 		"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
 		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
-		"retryThrottling":     map[string]any{"maxTokens": 10, "tokenRatio": 0.1},
+		"retryThrottling":     map[string]any{"maxTokens": 100, "tokenRatio": 0.1},
 	}
 	b, err := json.Marshal(sc)
 	return string(b), err

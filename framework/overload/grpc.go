@@ -11,10 +11,11 @@ import (
 )
 
 // exempt reports whether method belongs to the services that are never
-// shed: health checks and reflection.
+// shed: health checks, reflection and ORCA's load reports.
 func exempt(method string) bool {
 	return strings.HasPrefix(method, "/"+healthpb.Health_ServiceDesc.ServiceName+"/") ||
-		strings.HasPrefix(method, "/grpc.reflection.")
+		strings.HasPrefix(method, "/grpc.reflection.") ||
+		strings.HasPrefix(method, "/xds.service.orca.v3.OpenRcaService/")
 }
 
 // errShed is the status of a shed call: the instance is overloaded now,

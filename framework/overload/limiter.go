@@ -91,7 +91,7 @@ type Limiter struct {
 type bucket struct {
 	id    int64         // the bucket's number: time since the epoch / bucket
 	pass  int64         // calls completed
-	minRT time.Duration // their shortest latency; 0 if none
+	sumRT time.Duration // their latencies summed
 }
 
 // New returns a Limiter. It reads the cgroup's CPU quota once; Run
@@ -102,7 +102,7 @@ func New(opts ...Option) (*Limiter, error) {
 		o(&c)
 	}
 	switch {
-	case c.threshold <= 0 || c.threshold > 1:
+	case !(c.threshold > 0 && c.threshold <= 1): // NaN too
 		return nil, fmt.Errorf("overload: CPU threshold %v: want 0 < u ≤ 1", c.threshold)
 	case c.buckets < 2 || c.window < time.Duration(c.buckets)*time.Millisecond:
 		return nil, fmt.Errorf("overload: window %s in %d buckets: want at least 2 buckets of 1ms", c.window, c.buckets)
@@ -156,12 +156,15 @@ func (l *Limiter) setCPU(u float64) { l.cpu.Store(math.Float64bits(u)) }
 func (l *Limiter) CPU() float64 { return math.Float64frombits(l.cpu.Load()) }
 
 // Allow admits a unary call of method, or returns false to shed it. An
-// admitted call must call done once it completes.
+// admitted call must call done once it completes. Critical calls are
+// neither counted nor measured: a health check answered in microseconds
+// says nothing of what the service's calls cost.
 func (l *Limiter) Allow(method string) (done func(), ok bool) {
 	p := l.priority(method)
-	if p != Critical && l.overloaded(p, l.inflight.Load()) {
-		l.shed.Add(1)
-		l.lastShed.Store(l.now().UnixNano())
+	if p == Critical {
+		return func() {}, true
+	}
+	if l.overloaded(p, l.inflight.Load()) {
 		return nil, false
 	}
 	l.inflight.Add(1)
@@ -177,12 +180,7 @@ func (l *Limiter) Allow(method string) (done func(), ok bool) {
 // shed it. A stream holds no slot while it lasts.
 func (l *Limiter) AllowStream(method string) bool {
 	p := l.priority(method)
-	if p != Critical && l.overloaded(p, l.inflight.Load()+1) {
-		l.shed.Add(1)
-		l.lastShed.Store(l.now().UnixNano())
-		return false
-	}
-	return true
+	return p == Critical || !l.overloaded(p, l.inflight.Load())
 }
 
 func (l *Limiter) priority(method string) Priority {
@@ -196,11 +194,14 @@ func (l *Limiter) priority(method string) Priority {
 }
 
 // overloaded reports whether a call of priority p, with inflight calls in
-// flight counting it, is over the limit while the CPU is busy or the
-// limiter shed within the last second.
+// flight before it, is over the limit while the CPU is busy or the limiter
+// shed with the CPU busy within the last second, and counts it shed if so.
+// Only a shed with the CPU busy starts that second: sheds within it do not
+// prolong it, so shedding ends a second after the CPU calms down.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
-	if l.CPU() < l.cfg.threshold && now.UnixNano()-l.lastShed.Load() > int64(time.Second) {
+	busy := l.CPU() >= l.cfg.threshold
+	if !busy && now.UnixNano()-l.lastShed.Load() > int64(time.Second) {
 		return false
 	}
 	limit := l.limit(now)
@@ -210,13 +211,21 @@ func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	if p == Sheddable {
 		limit = max(1, limit*3/4)
 	}
-	return inflight >= limit
+	if inflight < limit {
+		return false
+	}
+	l.shed.Add(1)
+	if busy {
+		l.lastShed.Store(now.UnixNano())
+	}
+	return true
 }
 
 // limit returns the calls in flight the instance served in the window:
-// the most completed in a bucket per second times the shortest latency,
-// rounded up; at least the cores it may use. 0 before the first full
-// bucket.
+// the most completed in a bucket per second times the lowest of the
+// buckets' mean latencies (as kratos' BBR: one fast call does not make the
+// limit), rounded up; at least the cores it may use. 0 before the first
+// full bucket.
 func (l *Limiter) limit(now time.Time) int64 {
 	cur := now.UnixNano() / int64(l.bucket)
 	l.mu.Lock()
@@ -227,7 +236,7 @@ func (l *Limiter) limit(now time.Time) int64 {
 			continue // the current bucket, still filling, or a stale one
 		}
 		maxPass = max(maxPass, b.pass)
-		minRT = min(minRT, b.minRT)
+		minRT = min(minRT, b.sumRT/time.Duration(b.pass))
 	}
 	l.mu.Unlock()
 	if maxPass == 0 {
@@ -248,9 +257,7 @@ func (l *Limiter) record(end time.Time, rt time.Duration) {
 		*b = bucket{id: id}
 	}
 	b.pass++
-	if b.minRT == 0 || rt < b.minRT {
-		b.minRT = rt
-	}
+	b.sumRT += rt
 	l.mu.Unlock()
 }
 

@@ -317,3 +317,84 @@ func TestGRPCShedsOverTheLimitButNotHealth(t *testing.T) {
 		t.Fatalf("call under the limit: %v", err)
 	}
 }
+
+// Found in review: health checks answered in microseconds made the limit,
+// a single fast call made it, and sheds with the CPU calm prolonged the
+// shedding for good.
+func TestLimitIgnoresCriticalAndFastOutliersAndCalmsDown(t *testing.T) {
+	c := newClock()
+	l := mustNew(t, WithCgroupRoot(t.TempDir()))
+	l.useClock(c)
+	serve(l, c, 10, 100, 10*time.Millisecond) // limit 10
+	for range 5 {
+		done, ok := l.Allow("/grpc.health.v1.Health/Check")
+		if !ok {
+			t.Fatal("health check shed")
+		}
+		c.add(30 * time.Microsecond)
+		done()
+	}
+	if done, ok := l.Allow("/p.S/Fast"); ok { // one call of 20 µs beside 100 of 10 ms
+		c.add(20 * time.Microsecond)
+		done()
+	}
+	serve(l, c, 1, 100, 10*time.Millisecond) // the bucket of those calls completes
+	if got := l.Stats().Limit; got < 9 || got > 11 {
+		t.Fatalf("limit %d after health checks and one fast call, want about 10", got)
+	}
+
+	l.setCPU(0.9)
+	var held []func()
+	for range l.Stats().Limit {
+		done, ok := l.Allow("/p.S/M")
+		if !ok {
+			t.Fatal("shed under the limit")
+		}
+		held = append(held, done)
+	}
+	if _, ok := l.Allow("/p.S/M"); ok {
+		t.Fatal("admitted over the limit with the CPU busy")
+	}
+	l.setCPU(0.05)
+	for i := range 30 { // 3 s of calls still over the limit, the CPU calm
+		c.add(100 * time.Millisecond)
+		for range 100 { // the window stays fed: the limit stays
+			l.record(c.now(), 10*time.Millisecond)
+		}
+		done, ok := l.Allow("/p.S/M")
+		if ok {
+			done()
+			if i < 9 {
+				t.Fatalf("admitted over the limit %d ms after a shed with the CPU busy", (i+1)*100)
+			}
+			break
+		}
+		if i >= 11 {
+			t.Fatalf("still shedding %d ms after the CPU calmed down", (i+1)*100)
+		}
+	}
+	for _, d := range held {
+		d()
+	}
+}
+
+// A stream opens while fewer calls than the limit are in flight, as a
+// unary call does: under a one-core quota (limit 1) an idle instance
+// still opens streams.
+func TestStreamAdmittedUnderTheLimit(t *testing.T) {
+	one := writeTree(t, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "100000 100000\n"})
+	c := newClock()
+	l := mustNew(t, WithCgroupRoot(one))
+	l.useClock(c)
+	serve(l, c, 10, 1, 50*time.Millisecond) // 10 calls/s of 50 ms: limit 1
+	l.setCPU(0.9)
+	if got := l.Stats().Limit; got != 1 {
+		t.Fatalf("limit %d, want 1", got)
+	}
+	if !l.AllowStream("/p.S/Upload") {
+		t.Fatal("a stream shed with no call in flight")
+	}
+	if !l.AllowStream("/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics") {
+		t.Fatal("ORCA's stream shed")
+	}
+}
