@@ -65,6 +65,20 @@ func registerAddr(t *testing.T, cli *clientv3.Client, addr string) {
 	t.Cleanup(func() { _ = r.Deregister(context.Background()) })
 }
 
+// dialIdempotent dials testsvc, every method idempotent, through a Client
+// of etcd c; the conn and the context (of 60 s) end with the test.
+func dialIdempotent(t *testing.T, c *etcdtest.Cluster) (context.Context, *grpc.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	cc, err := newClient(t, c, client.WithIdempotent(testsvc.ServiceName)).Dial(ctx, "testsvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return ctx, cc
+}
+
 // Every instance failing, with a retryable code, for a while: the conn's
 // retry budget keeps the attempts near one a call (three without it), and
 // the first calls after the instances recover succeed.
@@ -73,13 +87,7 @@ func TestRetryBudgetHoldsAttemptsNearOneACallInAnOutage(t *testing.T) {
 		t.Run(code.String(), func(t *testing.T) {
 			c := etcdtest.Start(t)
 			f := startFailing(t, c, 2)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cc, err := newClient(t, c, client.WithIdempotent(testsvc.ServiceName)).Dial(ctx, "testsvc")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			ctx, cc := dialIdempotent(t, c)
 			poll.Until(t, 10*time.Second, "both instances serving", func() bool { return testsvc.Sleep(ctx, cc, 0) == nil })
 
 			f.code.Store(int32(code))
@@ -121,13 +129,7 @@ func TestShedCallIsRetriedElsewhere(t *testing.T) {
 	registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(shedding.interceptor)))
 	healthy := &failing{}
 	registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(healthy.interceptor)))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cc, err := newClient(t, c, client.WithIdempotent(testsvc.ServiceName)).Dial(ctx, "testsvc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	ctx, cc := dialIdempotent(t, c)
 	poll.Until(t, 10*time.Second, "both instances tried", func() bool {
 		_ = testsvc.Sleep(ctx, cc, 0)
 		return shedding.attempts.Load() > 0 && healthy.attempts.Load() > 0

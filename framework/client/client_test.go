@@ -90,13 +90,7 @@ func TestKill9UnderLoadFailsNoIdempotentRPC(t *testing.T) {
 	for range 3 {
 		procs = append(procs, startProc(t, "--etcd", c.Endpoint(0), "--ttl", "3s"))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cc, err := newClient(t, c, client.WithIdempotent(testsvc.ServiceName)).Dial(ctx, "testsvc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	ctx, cc := dialIdempotent(t, c)
 
 	l := startLoad(8, 100_000, func() error {
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
