@@ -371,15 +371,7 @@ func (r *Registrar) hold(ctx context.Context) string {
 	if err != nil {
 		return "keepalive: " + err.Error()
 	}
-	watch := func(from int64) <-chan clientv3.WatchChan {
-		if r.opts.beforeWatch != nil {
-			r.opts.beforeWatch()
-		}
-		started := make(chan clientv3.WatchChan, 1)
-		wg.Go(func() { started <- r.cli.Watch(clientv3.WithRequireLeader(hctx), r.key, clientv3.WithRev(from)) })
-		return started
-	}
-	watching := watch(rev + 1)
+	watching := r.watchAside(hctx, &wg, rev+1)
 	var wch clientv3.WatchChan
 	var rewatch <-chan time.Time
 	rewatches := 0
@@ -416,7 +408,7 @@ func (r *Registrar) hold(ctx context.Context) string {
 				return "key deleted"
 			}
 			rewatches = 0
-			watching = watch(resp.Header.Revision + 1)
+			watching = r.watchAside(hctx, &wg, resp.Header.Revision+1)
 		case wr, ok := <-wch:
 			if !ok || wr.Err() != nil || wr.Canceled {
 				if ctx.Err() != nil {
@@ -437,6 +429,17 @@ func (r *Registrar) hold(ctx context.Context) string {
 			}
 		}
 	}
+}
+
+// watchAside starts a watch of the key from revision from, in a goroutine
+// of wg, and returns where its channel will arrive.
+func (r *Registrar) watchAside(ctx context.Context, wg *sync.WaitGroup, from int64) <-chan clientv3.WatchChan {
+	if r.opts.beforeWatch != nil {
+		r.opts.beforeWatch()
+	}
+	started := make(chan clientv3.WatchChan, 1)
+	wg.Go(func() { started <- r.cli.Watch(clientv3.WithRequireLeader(ctx), r.key, clientv3.WithRev(from)) })
+	return started
 }
 
 // Deregister stops the registrar for good: it cancels a Register in
