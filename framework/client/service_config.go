@@ -18,8 +18,8 @@ import (
 // is gone or going) or RESOURCE_EXHAUSTED (an instance shedding load
 // before any handler work, see package overload): the balancer picks again,
 // and steers away from the instance that failed. gRPC's retry throttling
-// budgets the retries of a conn: every failed attempt (of a method with a
-// retry policy) costs a token of 100, every call that succeeds returns 0.1,
+// budgets the retries of a conn: every attempt that fails with a retryable
+// code costs a token of 100, every call that succeeds returns 0.1,
 // and no retry is made once 50 or fewer would be left: a burst of about 50
 // retries (the calls in flight on an instance killed at once), then, in an
 // outage of every instance, about one attempt a call, not three. gRPC

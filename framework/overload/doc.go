@@ -4,8 +4,8 @@
 //
 // A Limiter bounds the calls in flight by what the instance has shown it
 // can serve, by Little's law: the most calls completed per second in the
-// last window (1 s in 10 buckets), times the lowest mean latency of a
-// bucket in that window. It sheds only while the CPU is busy (80 % of what the
+// last window (1 s in 10 buckets), times the shortest latency of a call in
+// that window (of the buckets that saw a tenth of the busiest one's calls). It sheds only while the CPU is busy (80 % of what the
 // process may use) or within a second of a shed while it was, so an idle or
 // I/O-bound instance never sheds; this is the design of BBR in kratos and
 // of go-zero's shedder. A call over the limit fails at once with

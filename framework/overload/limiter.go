@@ -91,7 +91,7 @@ type Limiter struct {
 type bucket struct {
 	id    int64         // the bucket's number: time since the epoch / bucket
 	pass  int64         // calls completed
-	sumRT time.Duration // their latencies summed
+	minRT time.Duration // their shortest latency
 }
 
 // New returns a Limiter. It reads the cgroup's CPU quota once; Run
@@ -222,29 +222,44 @@ func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 }
 
 // limit returns the calls in flight the instance served in the window:
-// the most completed in a bucket per second times the lowest of the
-// buckets' mean latencies (as kratos' BBR: one fast call does not make the
-// limit), rounded up; at least the cores it may use. 0 before the first
+// the most completed in a bucket per second times the shortest latency of
+// a call, rounded up; at least the cores it may use. 0 before the first
 // full bucket.
+//
+// The shortest call is the one that waited least: a mean would count the
+// queueing, and the limit would follow the load instead of the capacity.
+// Buckets with fewer than a tenth of the busiest one's calls say too
+// little and are left out, so that a quiet moment's one fast call does not
+// make the limit; a fast call among many (an early error, a cache hit)
+// still lowers it.
 func (l *Limiter) limit(now time.Time) int64 {
 	cur := now.UnixNano() / int64(l.bucket)
 	l.mu.Lock()
 	var maxPass int64
-	minRT := time.Duration(math.MaxInt64)
 	for _, b := range l.ring {
-		if b.id >= cur || b.id <= cur-int64(len(l.ring)) || b.pass == 0 {
-			continue // the current bucket, still filling, or a stale one
+		if l.complete(b, cur) {
+			maxPass = max(maxPass, b.pass)
 		}
-		maxPass = max(maxPass, b.pass)
-		minRT = min(minRT, b.sumRT/time.Duration(b.pass))
+	}
+	rt := time.Duration(math.MaxInt64)
+	for _, b := range l.ring {
+		if l.complete(b, cur) && b.pass*10 >= maxPass {
+			rt = min(rt, b.minRT)
+		}
 	}
 	l.mu.Unlock()
 	if maxPass == 0 {
 		return 0
 	}
 	perSecond := float64(maxPass) * float64(time.Second) / float64(l.bucket)
-	n := int64(math.Ceil(perSecond * minRT.Seconds()))
+	n := int64(math.Ceil(perSecond * rt.Seconds()))
 	return max(n, int64(math.Ceil(l.cores)))
+}
+
+// complete reports whether b is a bucket of the window before cur, the
+// current one, that saw calls complete.
+func (l *Limiter) complete(b bucket, cur int64) bool {
+	return b.id < cur && b.id > cur-int64(len(l.ring)) && b.pass > 0
 }
 
 // record counts a call completed at end that took rt.
@@ -257,7 +272,9 @@ func (l *Limiter) record(end time.Time, rt time.Duration) {
 		*b = bucket{id: id}
 	}
 	b.pass++
-	b.sumRT += rt
+	if b.minRT == 0 || rt < b.minRT {
+		b.minRT = rt
+	}
 	l.mu.Unlock()
 }
 
