@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/balancer/roundrobin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework"
@@ -204,7 +205,9 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // BenchmarkUnary measures unary RPC throughput and latency over loopback:
 // a plain gRPC server and client against a framework.App and a
-// client.Client, both balanced by round_robin, with tracing off and on.
+// client.Client, both balanced by round_robin, with tracing off and on,
+// and the App's load shedding on (its default) and off; %-shed counts the
+// attempts the App shed, per 100 calls.
 func BenchmarkUnary(b *testing.B) {
 	modes := []struct {
 		name  string
@@ -233,24 +236,64 @@ func BenchmarkUnary(b *testing.B) {
 			})
 		}
 	})
+	// svckit's Apps shed load by default (package overload); the
+	// ",overload=off" cases run them without, to show what it costs.
 	b.Run("svckit", func(b *testing.B) {
 		cli := startEtcd(b)
 		for _, m := range modes {
-			b.Run(m.name, func(b *testing.B) {
-				var aopts []framework.Option
-				var dopts []client.Option
-				if m.trace {
-					tp := newTracerProvider(b)
-					aopts = append(aopts, framework.WithTracerProvider(tp))
-					dopts = append(dopts, client.WithTracerProvider(tp))
+			for _, shed := range []bool{true, false} {
+				name := m.name
+				if !shed {
+					name += ",overload=off"
 				}
-				service := uniqueService("unary")
-				startSleepApp(b, cli, service, aopts...)
-				cc := dialService(b, cli, service, roundrobin.Name, dopts...)
-				benchUnary(b, cc)
-			})
+				b.Run(name, func(b *testing.B) {
+					var sheds shedCounter
+					aopts := []framework.Option{}
+					dopts := []client.Option{client.WithGRPCOption(grpc.WithStatsHandler(&sheds))}
+					if !shed {
+						aopts = append(aopts, withoutOverload(cli))
+					}
+					if m.trace {
+						tp := newTracerProvider(b)
+						aopts = append(aopts, framework.WithTracerProvider(tp))
+						dopts = append(dopts, client.WithTracerProvider(tp))
+					}
+					service := uniqueService("unary")
+					startSleepApp(b, cli, service, aopts...)
+					cc := dialService(b, cli, service, roundrobin.Name, dopts...)
+					benchUnary(b, cc)
+					sheds.report(b)
+				})
+			}
 		}
 	})
+}
+
+// withoutOverload is the configuration of a bench App that sheds no load.
+func withoutOverload(cli *clientv3.Client) framework.Option {
+	cfg := appConfig(cli.Endpoints())
+	cfg.OverloadCPU = 0
+	return framework.WithConfig(cfg)
+}
+
+// shedCounter is a client stats handler that counts the attempts an App
+// shed (RESOURCE_EXHAUSTED), which the client then retried.
+type shedCounter struct{ n atomic.Int64 }
+
+func (c *shedCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (c *shedCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if end, ok := s.(*stats.End); ok && status.Code(end.Error) == codes.ResourceExhausted {
+		c.n.Add(1)
+	}
+}
+func (c *shedCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (c *shedCounter) HandleConn(context.Context, stats.ConnStats) {}
+
+// report reports the attempts shed per 100 calls of b.
+func (c *shedCounter) report(b *testing.B) {
+	b.ReportMetric(100*float64(c.n.Load())/float64(b.N), "%-shed")
 }
 
 // benchUnary makes b.N Sleep(0) calls on cc from 8×GOMAXPROCS goroutines and
@@ -305,30 +348,38 @@ const (
 // and 32 concurrent callers through client.Client.Dial with each policy. In
 // slow, the bad instance adds 20ms to every call; in failing, it fails
 // every call at once with UNAVAILABLE (the calls are idempotent, so they are
-// retried). Reports the share of attempts the bad instance received, the
+// retried). The Apps shed load as by default, or not in the
+// ",overload=off" cases. Reports the share of attempts the bad instance received, the
 // client error rate, and the median and 99th percentile latency of calls.
 func BenchmarkTail(b *testing.B) {
 	cli := startEtcd(b)
 	for _, policy := range []string{lb.P2CEWMA, roundrobin.Name} {
 		b.Run(policy, func(b *testing.B) {
-			b.Run("slow", func(b *testing.B) { benchTail(b, cli, policy, false) })
-			b.Run("failing", func(b *testing.B) { benchTail(b, cli, policy, true) })
+			b.Run("slow", func(b *testing.B) { benchTail(b, cli, policy, false, true) })
+			b.Run("failing", func(b *testing.B) { benchTail(b, cli, policy, true, true) })
+			b.Run("slow,overload=off", func(b *testing.B) { benchTail(b, cli, policy, false, false) })
+			b.Run("failing,overload=off", func(b *testing.B) { benchTail(b, cli, policy, true, false) })
 		})
 	}
 }
 
 // benchTail runs one BenchmarkTail case: three Apps of a new service, the
-// first of them bad (slow, or failing if failing), and tailCallers callers
-// through a conn with policy.
-func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) {
+// first of them bad (slow, or failing if failing), shedding load if shed,
+// and tailCallers callers through a conn with policy.
+func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing, shed bool) {
 	b.Helper()
 	service := uniqueService("tail")
 	// hits counts the attempts each instance received.
 	var hits [3]atomic.Int64
 	for i := range hits {
-		startSleepApp(b, cli, service, framework.WithUnaryInterceptor(tailInterceptor(&hits[i], i == 0, failing)))
+		opts := []framework.Option{framework.WithUnaryInterceptor(tailInterceptor(&hits[i], i == 0, failing))}
+		if !shed {
+			opts = append(opts, withoutOverload(cli))
+		}
+		startSleepApp(b, cli, service, opts...)
 	}
-	cc := dialService(b, cli, service, policy)
+	var sheds shedCounter
+	cc := dialService(b, cli, service, policy, client.WithGRPCOption(grpc.WithStatsHandler(&sheds)))
 
 	// Warm up with the same 32 callers until every instance has had an
 	// attempt, so that all three are connected and known to the policy;
@@ -350,6 +401,7 @@ func benchTail(b *testing.B, cli *clientv3.Client, policy string, failing bool) 
 		b.Fatalf("unexpected error: %v", e)
 	}
 	reportTail(b, &hits, r, failing)
+	sheds.report(b)
 }
 
 // tailInterceptor counts each attempt in hit and, if bad, fails it at once
