@@ -349,8 +349,9 @@ const (
 // slow, the bad instance adds 20ms to every call; in failing, it fails
 // every call at once with UNAVAILABLE (the calls are idempotent, so they are
 // retried). The Apps shed load as by default, or not in the
-// ",overload=off" cases. Reports the share of attempts the bad instance received, the
-// client error rate, and the median and 99th percentile latency of calls.
+// ",overload=off" cases. Reports the share of attempts the bad instance
+// received, the client error rate, the attempts shed per 100 calls, and
+// the median and 99th percentile latency of calls.
 func BenchmarkTail(b *testing.B) {
 	cli := startEtcd(b)
 	for _, policy := range []string{lb.P2CEWMA, roundrobin.Name} {
