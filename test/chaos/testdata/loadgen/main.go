@@ -38,7 +38,7 @@ type report struct {
 	Other    int64         `json:"other"`
 	Skipped  int64         `json:"skipped"` // not started: max in flight
 	Elapsed  time.Duration `json:"elapsed"` // of the calls' starts
-	Errors   []string      `json:"errors"` // the first few of Other
+	Errors   []string      `json:"errors"`  // the first few of Other
 }
 
 func main() {
