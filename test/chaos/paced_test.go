@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/proc"
 )
 
@@ -69,6 +71,13 @@ func startPaced(workers int, rate float64, max int, timeout time.Duration, call 
 	return p
 }
 
+// waitMore waits up to 30s until n more calls than now have started.
+func (p *paced) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	base := p.started.Load()
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%d more calls", n), func() bool { return p.started.Load() >= base+n })
+}
+
 // stop ends the load, waits for its workers and returns every outcome; it
 // may be called again.
 func (p *paced) stop() []outcome {
@@ -77,6 +86,42 @@ func (p *paced) stop() []outcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.outcomes)
+}
+
+// snapshot returns the outcomes so far.
+func (p *paced) snapshot() []outcome {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.outcomes)
+}
+
+// recovery returns how long after up calls succeeded again: the end of
+// the first window of win after up in which at least minCalls calls ended
+// and at most 1 % of them failed; false if there is none.
+func recovery(outs []outcome, up time.Time, win time.Duration, minCalls int) (time.Duration, bool) {
+	type count struct{ ok, all int }
+	windows := map[int]*count{}
+	last := -1
+	for _, o := range outs {
+		if o.end.Before(up) {
+			continue
+		}
+		k := int(o.end.Sub(up) / win)
+		if windows[k] == nil {
+			windows[k] = &count{}
+		}
+		windows[k].all++
+		if o.code == codes.OK {
+			windows[k].ok++
+		}
+		last = max(last, k)
+	}
+	for k := 0; k <= last; k++ {
+		if c := windows[k]; c != nil && c.all >= minCalls && 100*c.ok >= 99*c.all {
+			return time.Duration(k+1) * win, true
+		}
+	}
+	return 0, false
 }
 
 // tally counts outcomes by code.

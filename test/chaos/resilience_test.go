@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,4 +134,118 @@ func checkOverload(t *testing.T, n map[codes.Code]int, hotShare, shed, offered f
 	if shed == 0 || r.Shed == 0 || offered < 4.5*capacityRPS {
 		t.Errorf("hot instance shed %.0f (generator saw %d) at %.0f calls/s offered", shed, r.Shed, offered)
 	}
+}
+
+// Every instance killed (-9) for 10s, then started again on its address:
+// retries stay within the budget during the outage, and calls succeed
+// again within a second of an instance serving. Whether the records
+// expire during the outage (TTL 2s) or outlive it (TTL 30s, the instances
+// register again over them) changes how the client sees the return.
+func TestEveryInstanceDown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{
+		{"records expire", ttl},
+		{"records outlive the outage", 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) { everyInstanceDown(t, tc.ttl) })
+	}
+}
+
+const outage = 10 * time.Second
+
+func everyInstanceDown(t *testing.T, ttl time.Duration) {
+	leakCheck(t)
+	c := etcdtest.Start(t)
+	ep := c.Endpoint(0)
+	flags := []string{"--ttl", ttl.String()}
+	var srvs []*server
+	for range 3 {
+		s := launchServer(t, ep, flags)
+		if err := s.waitServing(); err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, s)
+	}
+	seen := newAttemptCodes()
+	cl := dial(t, lb.P2CEWMA, etcdAt(ep), client.WithGRPCOption(grpc.WithStatsHandler(seen)))
+	cl.waitEndpoints(t, 3, 10*time.Second)
+
+	// Calls fail fast in the outage: the rate is what keeps them bounded.
+	const rps = 600.0
+	l := startPaced(6, rps, 10_000, 2*time.Second, func(ctx context.Context, _ int) error {
+		return testsvc.Sleep(ctx, cl, 0)
+	})
+	t.Cleanup(func() { l.stop() })
+	l0 := l.started.Load()
+	poll.Until(t, 10*time.Second, "400 calls before the outage", func() bool { return l.started.Load() > l0+400 })
+	for _, s := range srvs {
+		s.Kill()
+	}
+	begins, calls := seen.begins.Load(), l.started.Load()
+	time.Sleep(outage) // the fault itself
+	perCall := float64(seen.begins.Load()-begins) / float64(l.started.Load()-calls)
+	outageCalls := l.started.Load() - calls
+
+	up := restart(t, ep, flags, srvs)
+	var rec time.Duration
+	var ok bool
+	poll.Until(t, 15*time.Second, "calls succeeding again", func() bool {
+		rec, ok = recovery(l.snapshot(), up, 100*time.Millisecond, 10)
+		return ok
+	})
+	l.waitMore(t, 400)
+	outs := l.stop()
+	first := firstOK(outs, up)
+
+	figure(t, "attempts per call in the outage", fmt.Sprintf("%.3f over %d calls (%.0f calls/s, every instance down %s)", perCall, outageCalls, rps, outage), "≤ 1.1")
+	figure(t, "calls succeeding again", fmt.Sprintf("%s after the first instance served again (first success %s; 100ms windows, ≥ 99 %% OK)",
+		rec.Round(time.Millisecond), first.Round(time.Millisecond)), "≤ 1s")
+	if perCall > 1.1 {
+		t.Errorf("%.3f attempts per call in the outage", perCall)
+	}
+	if rec > time.Second {
+		t.Errorf("calls succeeded again %s after an instance served", rec)
+	}
+}
+
+// restart starts a server again on the address of each of srvs, and
+// returns when the first of them served.
+func restart(t *testing.T, ep string, flags []string, srvs []*server) time.Time {
+	t.Helper()
+	type served struct {
+		at  time.Time
+		err error
+	}
+	ch := make(chan served, len(srvs))
+	for _, old := range srvs {
+		s := launchServer(t, ep, append(slices.Clone(flags), "--listen", old.addr))
+		go func() {
+			err := s.waitServing()
+			ch <- served{time.Now(), err}
+		}()
+	}
+	var up time.Time
+	for range srvs {
+		s := <-ch
+		if s.err != nil {
+			t.Fatalf("restarted server: %v", s.err)
+		}
+		if up.IsZero() || s.at.Before(up) {
+			up = s.at
+		}
+	}
+	return up
+}
+
+// firstOK returns how long after up the first call that ended then
+// succeeded ended.
+func firstOK(outs []outcome, up time.Time) time.Duration {
+	for _, o := range outs {
+		if o.code == codes.OK && !o.end.Before(up) {
+			return o.end.Sub(up)
+		}
+	}
+	return -1
 }
