@@ -31,7 +31,8 @@ type outcome struct {
 
 // paced is load at a set rate: each worker starts a call every
 // workers/rate, or as soon as its last call ends if that took longer,
-// until stopped or max calls; every outcome is kept.
+// until stopped or max calls, the workers evenly out of phase; every
+// outcome is kept.
 type paced struct {
 	started  atomic.Int64
 	mu       sync.Mutex
@@ -48,6 +49,13 @@ func startPaced(workers int, rate float64, max int, timeout time.Duration, call 
 	every := time.Duration(float64(workers) * float64(time.Second) / rate)
 	for w := range workers {
 		p.wg.Go(func() {
+			// Workers start a share of the period apart, so that their
+			// calls do not arrive together.
+			select {
+			case <-p.done:
+				return
+			case <-time.After(every * time.Duration(w) / time.Duration(workers)):
+			}
 			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for range max {

@@ -59,9 +59,10 @@ func TestOverloadedInstance(t *testing.T) {
 		conns = append(conns, cl)
 	}
 
-	// 40 % of two instances' capacity, about half of it with the App's own
-	// CPU counted, from 4 workers on 2 conns.
-	const fleetRPS, timeout = 0.8 * capacityRPS, 5 * time.Second
+	// 30 % of two instances' capacity, under 40 % with the App's own CPU
+	// counted, from 4 workers on 2 conns: at 40 % the two took turns near
+	// 80 % busy on a shared machine, and shed too.
+	const fleetRPS, timeout = 0.6 * capacityRPS, 5 * time.Second
 	l := startPaced(4, fleetRPS, 6_000, timeout, func(ctx context.Context, w int) error {
 		return testsvc.Sleep(ctx, conns[w%2], 0)
 	})
