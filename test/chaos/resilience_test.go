@@ -154,13 +154,15 @@ func TestEveryInstanceDown(t *testing.T) {
 	}
 }
 
+// outage is how long every instance is down.
 const outage = 10 * time.Second
 
-func everyInstanceDown(t *testing.T, ttl time.Duration) {
+// everyInstanceDown runs the outage with the servers' lease TTL recordTTL.
+func everyInstanceDown(t *testing.T, recordTTL time.Duration) {
 	leakCheck(t)
 	c := etcdtest.Start(t)
 	ep := c.Endpoint(0)
-	flags := []string{"--ttl", ttl.String()}
+	flags := []string{"--ttl", recordTTL.String()}
 	var srvs []*server
 	for range 3 {
 		s := launchServer(t, ep, flags)
@@ -211,8 +213,8 @@ func everyInstanceDown(t *testing.T, ttl time.Duration) {
 	}
 }
 
-// restart starts a server again on the address of each of srvs, and
-// returns when the first of them served.
+// restart starts a server again on the address of each of srvs, waits
+// until all serve, and returns when the first of them served.
 func restart(t *testing.T, ep string, flags []string, srvs []*server) time.Time {
 	t.Helper()
 	type served struct {
