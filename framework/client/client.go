@@ -185,8 +185,9 @@ func (c *Client) options(service string, opts []Option) (options, error) {
 	return o, nil
 }
 
-// newConn creates the conn of service with o, resolved by rb; last are
-// dial options that come after the caller's.
+// newConn creates the conn of service with o, resolved by rb (its backoff
+// reset when an instance restarts, see restartBuilder); last are dial
+// options that come after the caller's.
 func (c *Client) newConn(service string, o options, rb resolver.Builder, last ...grpc.DialOption) (*grpc.ClientConn, error) {
 	sc, err := serviceConfig(o, c.byContract)
 	if err != nil {
@@ -197,8 +198,9 @@ func (c *Client) newConn(service string, o options, rb resolver.Builder, last ..
 		unary = append([]grpc.UnaryClientInterceptor{t.UnaryClient()}, unary...)
 		stream = append([]grpc.StreamClientInterceptor{t.StreamClient()}, stream...)
 	}
+	conn := new(atomic.Pointer[grpc.ClientConn])
 	dopts := []grpc.DialOption{
-		grpc.WithResolvers(rb),
+		grpc.WithResolvers(restartBuilder{rb: rb, conn: conn}),
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: serve.ClientPingInterval, Timeout: serve.ClientPingTimeout, PermitWithoutStream: true}),
@@ -210,6 +212,7 @@ func (c *Client) newConn(service string, o options, rb resolver.Builder, last ..
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", service, err)
 	}
+	conn.Store(cc) // before the resolver is built, when cc connects
 	return cc, nil
 }
 

@@ -7,7 +7,9 @@
 // *grpc.ClientConn to every instance of a service, resolved on
 // etcd:///<prefix><service> and balanced by lb.P2CEWMA, with health checks,
 // retries of idempotent methods on UNAVAILABLE, keepalive pings the App
-// accepts, and, given a tracer provider, OpenTelemetry spans. All conns of
+// accepts, and, given a tracer provider, OpenTelemetry spans. An instance
+// that registers again on its address after a restart is connected at
+// once, not after gRPC's reconnect backoff (up to 2 minutes). All conns of
 // one Client share its builder, so conns to one service share one etcd
 // watch.
 //

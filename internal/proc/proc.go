@@ -92,6 +92,10 @@ func (p *Proc) WaitFor(re *regexp.Regexp, d time.Duration) ([]string, error) {
 		}
 		select {
 		case <-p.exited:
+			// What it wrote last may have come after the check above.
+			if m := re.FindStringSubmatch(p.Output()); m != nil {
+				return m, nil
+			}
 			return nil, fmt.Errorf("exited (%v) before %s:\n%s", p.err, re, p.Output())
 		case <-time.After(10 * time.Millisecond):
 		}

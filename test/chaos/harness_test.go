@@ -52,13 +52,26 @@ type server struct {
 // faults (see testdata/chaosserver). It is killed at cleanup if running.
 func startServer(t *testing.T, endpoints string, env ...string) *server {
 	t.Helper()
-	args := []string{"--etcd", endpoints, "--ttl", ttl.String(), "--admin", "127.0.0.1:0", "--shutdown-timeout", "10s"}
-	s := &server{Proc: proc.StartT(t, serverBin, args, env)}
-	var err error
-	if s.addr, s.admin, err = s.WaitServing(30 * time.Second); err != nil {
+	s := launchServer(t, endpoints, nil, env...)
+	if err := s.waitServing(); err != nil {
 		t.Fatalf("chaos server: %v", err)
 	}
 	return s
+}
+
+// launchServer starts a chaos server as startServer does, with more flags
+// (which win over the defaults), and does not wait for it.
+func launchServer(t *testing.T, endpoints string, flags []string, env ...string) *server {
+	t.Helper()
+	args := append([]string{"--etcd", endpoints, "--ttl", ttl.String(), "--admin", "127.0.0.1:0", "--shutdown-timeout", "10s"}, flags...)
+	return &server{Proc: proc.StartT(t, serverBin, args, env)}
+}
+
+// waitServing waits up to 30s until s serves, and sets its addresses.
+func (s *server) waitServing() error {
+	var err error
+	s.addr, s.admin, err = s.WaitServing(30 * time.Second)
+	return err
 }
 
 // term stops s with SIGTERM and fails t unless it exits 0 within 20s.

@@ -23,8 +23,9 @@ import (
 	"github.com/svckit/svckit/framework/etcdtest"
 )
 
-// serverBin is the chaos server, built once by TestMain.
-var serverBin string
+// serverBin is the chaos server and loadgenBin the load generator, built
+// once by TestMain.
+var serverBin, loadgenBin string
 
 func TestMain(m *testing.M) {
 	if os.Getenv("SVCKIT_CHAOS") != "1" {
@@ -36,12 +37,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// The servers are built without -race: the suite needs their
-	// throughput, and the framework's own tests run the same code raced.
-	serverBin = filepath.Join(dir, "chaosserver")
-	if out, err := exec.Command("go", "build", "-o", serverBin, "./testdata/chaosserver").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build chaosserver: %v\n%s", err, out)
-		os.Exit(1)
+	// The servers and the load generator are built without -race: the
+	// suite needs their throughput, and the framework's own tests run the
+	// same code raced.
+	serverBin, loadgenBin = filepath.Join(dir, "chaosserver"), filepath.Join(dir, "loadgen")
+	for _, bin := range []string{serverBin, loadgenBin} {
+		if out, err := exec.Command("go", "build", "-o", bin, "./testdata/"+filepath.Base(bin)).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", filepath.Base(bin), err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := 0
 	func() {
