@@ -34,6 +34,20 @@
 // subset of that many endpoints (rendezvous hashing on a per-client key), which
 // changes little when endpoints come and go, and the policy runs inside it.
 //
+// Each policy's config may set outlierDetection (OutlierDetection: the
+// fields and defaults of gRFC A50, as grpc-go's xDS outlier detection and
+// Envoy's): every interval, endpoints whose calls failed far more than the
+// others' are left out of the picker for a time that grows with each
+// ejection in a row. It runs in the shared builder, so it works the same
+// under every policy, inside the subset if any. A pick counts its call's
+// result with an atomic add and no allocation; a sweeper goroutine per
+// balancer, started when the config turns ejection on and stopped by
+// Close, ejects and lets back in. Each ejection and return is logged at
+// info with the endpoint's address, and the channel's MetricsRecorder
+// (grpc.WithStatsHandler) gets the svckit.lb.ejections counter and the
+// svckit.lb.ejected gauge. grpc-go's own policies are not wrapped: for
+// them, use grpc-go's xDS outlier detection.
+//
 // lb does not import naming: the two meet only in the attribute keys, which
 // are plain strings.
 package lb
