@@ -6,8 +6,11 @@
 // Close; NewFromEtcd borrows one the caller keeps. Client.Dial returns a
 // *grpc.ClientConn to every instance of a service, resolved on
 // etcd:///<prefix><service> and balanced by lb.P2CEWMA, with health checks,
-// retries of idempotent methods on UNAVAILABLE, keepalive pings the App
-// accepts, and, given a tracer provider, OpenTelemetry spans. All conns of
+// retries of idempotent methods on UNAVAILABLE, outlier ejection of
+// instances that fail a quarter of their calls (DefaultOutlierDetection),
+// keepalive pings the App accepts, and, given a tracer provider,
+// OpenTelemetry spans; WithMetrics exports the balancers' ejections to
+// Prometheus. All conns of
 // one Client share its builder, so conns to one service share one etcd
 // watch.
 //

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -33,6 +34,8 @@ type options struct {
 	stream     []grpc.StreamClientInterceptor
 	grpcOpts   []grpc.DialOption
 	logger     *slog.Logger
+	outlier    *lb.OutlierDetection // nil: no ejection
+	metrics    prometheus.Registerer
 }
 
 // newOptions applies opts, in order, over the defaults.
@@ -44,6 +47,7 @@ func newOptions(opts ...[]Option) options {
 		wait:     true,
 		creds:    insecure.NewCredentials(),
 		logger:   slog.Default(),
+		outlier:  new(DefaultOutlierDetection()),
 	}
 	for _, list := range opts {
 		for _, opt := range list {
@@ -112,6 +116,60 @@ func WithGRPCOption(d ...grpc.DialOption) Option {
 // one, of the etcd client; given to Dial, it logs that Dial's warnings.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// DefaultOutlierDetection returns the outlier ejection of every conn unless
+// WithOutlierDetection or WithoutOutlierDetection: failure-percentage
+// ejection, every 2s, of an instance with more than 25 % of at least 3
+// calls failed (Unavailable, Internal, Unknown, DataLoss; see
+// lb.OutlierDetection), if 3 or more instances had that many calls; for 30s
+// the first time, 30s more each time in a row, at most 300s; no more than
+// 10 % of the instances at once, but always one. An instance failing half
+// its calls among three is ejected at the end of the first 2s interval in
+// which it had 3 calls. Success-rate ejection is off: it judges instances
+// against each other, so among instances that all succeed one stray error
+// can eject one.
+func DefaultOutlierDetection() lb.OutlierDetection {
+	return lb.OutlierDetection{
+		Interval:           2 * time.Second,
+		BaseEjectionTime:   30 * time.Second,
+		MaxEjectionTime:    300 * time.Second,
+		MaxEjectionPercent: 10,
+		FailurePercentageEjection: &lb.FailurePercentageEjection{
+			Threshold:             25,
+			EnforcementPercentage: 100,
+			MinimumHosts:          3,
+			RequestVolume:         3,
+		},
+	}
+}
+
+// WithOutlierDetection sets the outlier ejection of svckit's balancers
+// (the lb.OutlierDetection of their config); default
+// DefaultOutlierDetection(). A balancer other than svckit's (WithBalancer)
+// gets none.
+func WithOutlierDetection(od lb.OutlierDetection) Option {
+	return func(o *options) {
+		o.outlier = &od
+		if od.SuccessRateEjection != nil {
+			sr := *od.SuccessRateEjection
+			o.outlier.SuccessRateEjection = &sr
+		}
+		if od.FailurePercentageEjection != nil {
+			fp := *od.FailurePercentageEjection
+			o.outlier.FailurePercentageEjection = &fp
+		}
+	}
+}
+
+// WithoutOutlierDetection turns outlier ejection off.
+func WithoutOutlierDetection() Option { return func(o *options) { o.outlier = nil } }
+
+// WithMetrics registers the conns' balancer metrics on reg:
+// svckit_lb_ejections_total (by target, policy and detection method) and
+// svckit_lb_ejected (endpoints ejected now, by target and policy). Conns
+// of one Client share them. Default: no metrics, and no stats handler on
+// the conns (a handler costs gRPC some work on every call).
+func WithMetrics(reg prometheus.Registerer) Option { return func(o *options) { o.metrics = reg } }
+
 // validate returns every invalid setting of o, joined.
 func (o options) validate() error {
 	var errs []error
@@ -126,6 +184,11 @@ func (o options) validate() error {
 	}
 	if o.creds == nil {
 		errs = append(errs, errors.New("nil transport credentials"))
+	}
+	if o.outlier != nil {
+		if err := o.outlier.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("outlier detection: %w", err))
+		}
 	}
 	if err := naming.ValidatePrefix(o.prefix); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/svckit/svckit/framework/lb"
 )
 
 // serviceConfig builds the default service config of a conn: the
@@ -45,13 +47,26 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 		names = append(names, name{Service: svc, Method: method})
 	}
 	sc := map[string]any{
-		"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}},
+		"loadBalancingConfig": []map[string]any{{o.balancer: balancerConfig(o)}},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
 		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
 		"retryThrottling":     map[string]any{"maxTokens": 100, "tokenRatio": 0.1},
 	}
 	b, err := json.Marshal(sc)
 	return string(b), err
+}
+
+// balancerConfig is the config of o's balancer: the outlier detection, for
+// svckit's balancers; nothing for others, whose config has no such field.
+func balancerConfig(o options) map[string]any {
+	cfg := map[string]any{}
+	switch o.balancer {
+	case lb.P2CEWMA, lb.WeightedRoundRobin, lb.Random, lb.ConsistentHash:
+		if o.outlier != nil {
+			cfg["outlierDetection"] = o.outlier
+		}
+	}
+	return cfg
 }
 
 // idempotentByContract lists the methods of every protobuf service linked
