@@ -106,8 +106,8 @@ func (c *Client) Close() error {
 // resolved on etcd:///<prefix><service>, balanced by lb.P2CEWMA unless
 // WithBalancer, health-checked, retried on UNAVAILABLE where safe (see
 // WithIdempotent), with failing instances ejected (see
-// DefaultOutlierDetection), kept alive with pings the App accepts, and traced if a
-// tracer provider is given. opts apply after the Client's. Unless
+// lb.DefaultOutlierDetection), kept alive with pings the App accepts, and
+// traced if a tracer provider is given. opts apply after the Client's. Unless
 // WithoutWait, Dial waits up to the timeout for a ready instance and
 // otherwise fails with codes.Unavailable naming the service. The caller
 // closes the conn.

@@ -7,12 +7,11 @@
 // *grpc.ClientConn to every instance of a service, resolved on
 // etcd:///<prefix><service> and balanced by lb.P2CEWMA, with health checks,
 // retries of idempotent methods on UNAVAILABLE, outlier ejection of
-// instances that fail a quarter of their calls (DefaultOutlierDetection),
+// instances that fail a quarter of their calls (lb.DefaultOutlierDetection),
 // keepalive pings the App accepts, and, given a tracer provider,
 // OpenTelemetry spans; WithMetrics exports the balancers' ejections to
-// Prometheus. All conns of
-// one Client share its builder, so conns to one service share one etcd
-// watch.
+// Prometheus. All conns of one Client share its builder, so conns to one
+// service share one etcd watch.
 //
 // Options are of one type: given to New (or NewFromEtcd) they are the
 // defaults of every Dial; given to Dial they apply to that conn, after the

@@ -47,7 +47,7 @@ func newOptions(opts ...[]Option) options {
 		wait:     true,
 		creds:    insecure.NewCredentials(),
 		logger:   slog.Default(),
-		outlier:  new(DefaultOutlierDetection()),
+		outlier:  new(lb.DefaultOutlierDetection()),
 	}
 	for _, list := range opts {
 		for _, opt := range list {
@@ -116,36 +116,10 @@ func WithGRPCOption(d ...grpc.DialOption) Option {
 // one, of the etcd client; given to Dial, it logs that Dial's warnings.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// DefaultOutlierDetection returns the outlier ejection of every conn unless
-// WithOutlierDetection or WithoutOutlierDetection: failure-percentage
-// ejection, every 2s, of an instance with more than 25 % of at least 3
-// calls failed (Unavailable, Internal, Unknown, DataLoss; see
-// lb.OutlierDetection), if 3 or more instances had that many calls; for 30s
-// the first time, 30s more each time in a row, at most 300s; no more than
-// 10 % of the instances at once, but always one. An instance failing half
-// its calls among three is ejected at the end of the first 2s interval in
-// which it had 3 calls. Success-rate ejection is off: it judges instances
-// against each other, so among instances that all succeed one stray error
-// can eject one.
-func DefaultOutlierDetection() lb.OutlierDetection {
-	return lb.OutlierDetection{
-		Interval:           2 * time.Second,
-		BaseEjectionTime:   30 * time.Second,
-		MaxEjectionTime:    300 * time.Second,
-		MaxEjectionPercent: 10,
-		FailurePercentageEjection: &lb.FailurePercentageEjection{
-			Threshold:             25,
-			EnforcementPercentage: 100,
-			MinimumHosts:          3,
-			RequestVolume:         3,
-		},
-	}
-}
-
 // WithOutlierDetection sets the outlier ejection of svckit's balancers
 // (the lb.OutlierDetection of their config); default
-// DefaultOutlierDetection(). A balancer other than svckit's (WithBalancer)
-// gets none.
+// lb.DefaultOutlierDetection(). A balancer other than svckit's
+// (WithBalancer) gets none.
 func WithOutlierDetection(od lb.OutlierDetection) Option {
 	return func(o *options) {
 		o.outlier = &od

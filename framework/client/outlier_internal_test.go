@@ -13,17 +13,17 @@ import (
 // balancers the outlier detection of the options, which their ParseConfig
 // reads back as it was, and gives none to another balancer.
 func TestServiceConfigEjectsOutliers(t *testing.T) {
-	custom := DefaultOutlierDetection()
+	custom := lb.DefaultOutlierDetection()
 	custom.MaxEjectionPercent = 50
 	for _, tc := range []struct {
 		name string
 		opts []Option
 		want *lb.OutlierDetection
 	}{
-		{"default", nil, new(DefaultOutlierDetection())},
+		{"default", nil, new(lb.DefaultOutlierDetection())},
 		{"set", []Option{WithOutlierDetection(custom)}, &custom},
 		{"off", []Option{WithoutOutlierDetection()}, nil},
-		{"random", []Option{WithBalancer(lb.Random)}, new(DefaultOutlierDetection())},
+		{"random", []Option{WithBalancer(lb.Random)}, new(lb.DefaultOutlierDetection())},
 		{"grpc-go's", []Option{WithBalancer("round_robin")}, nil},
 	} {
 		o := newOptions(tc.opts)
@@ -62,7 +62,7 @@ func TestServiceConfigEjectsOutliers(t *testing.T) {
 // TestWithOutlierDetectionCopies: the option keeps its own copy, so a
 // caller changing its value after does not change the conns' config.
 func TestWithOutlierDetectionCopies(t *testing.T) {
-	od := DefaultOutlierDetection()
+	od := lb.DefaultOutlierDetection()
 	o := newOptions([]Option{WithOutlierDetection(od)})
 	od.FailurePercentageEjection.Threshold = 99
 	if have := o.outlier.FailurePercentageEjection.Threshold; have != 25 {

@@ -139,7 +139,7 @@ func TestWithoutOutlierDetectionKeepsAFailingInstance(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	od := client.DefaultOutlierDetection()
+	od := lb.DefaultOutlierDetection()
 	od.Interval = 100 * time.Millisecond
 	cc, err := newClient(t, c, client.WithMetrics(reg), client.WithBalancer(lb.Random), client.WithOutlierDetection(od)).
 		Dial(ctx, "testsvc", client.WithoutOutlierDetection())

@@ -89,6 +89,34 @@ type FailurePercentageEjection struct {
 	RequestVolume uint32 `json:"requestVolume"`
 }
 
+// DefaultOutlierDetection returns the outlier ejection svckit's clients
+// use unless told otherwise: client.Dial's conns and the Clusters of
+// svckit xds. (A config that leaves fields out gets A50's defaults, listed
+// on each field, not these.) It is failure-percentage ejection, every 2s,
+// of an endpoint with more than 25 % of at least 3 calls failed, if 3 or
+// more endpoints had that many calls; for 30s the first time, 30s more each
+// time in a row, at most 300s; no more than 10 % of the endpoints at once,
+// but always one. An endpoint failing half its calls among three is
+// ejected at the end of the first 2s interval in which it had 3 calls:
+// with svckit_p2c_ewma, which already sends such an endpoint about one
+// call a second, within about 4s. Success-rate ejection is off: it judges
+// endpoints against each other, so among endpoints that all succeed one
+// stray error can eject one.
+func DefaultOutlierDetection() OutlierDetection {
+	return OutlierDetection{
+		Interval:           2 * time.Second,
+		BaseEjectionTime:   30 * time.Second,
+		MaxEjectionTime:    300 * time.Second,
+		MaxEjectionPercent: 10,
+		FailurePercentageEjection: &FailurePercentageEjection{
+			Threshold:             25,
+			EnforcementPercentage: 100,
+			MinimumHosts:          3,
+			RequestVolume:         3,
+		},
+	}
+}
+
 // outlierWire is OutlierDetection as JSON: durations as protobuf JSON
 // durations ("10s", "0.5s").
 type outlierWire struct {

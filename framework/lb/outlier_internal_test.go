@@ -144,3 +144,10 @@ func TestCountingPickAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultOutlierDetectionIsValid(t *testing.T) {
+	od := DefaultOutlierDetection()
+	if err := od.Validate(); err != nil || !od.enabled() {
+		t.Errorf("have %v, enabled %t; want valid and enabled", err, od.enabled())
+	}
+}
