@@ -121,17 +121,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // lb.DefaultOutlierDetection(). A balancer other than svckit's
 // (WithBalancer) gets none.
 func WithOutlierDetection(od lb.OutlierDetection) Option {
-	return func(o *options) {
-		o.outlier = &od
-		if od.SuccessRateEjection != nil {
-			sr := *od.SuccessRateEjection
-			o.outlier.SuccessRateEjection = &sr
-		}
-		if od.FailurePercentageEjection != nil {
-			fp := *od.FailurePercentageEjection
-			o.outlier.FailurePercentageEjection = &fp
-		}
-	}
+	return func(o *options) { o.outlier = new(od.Clone()) }
 }
 
 // WithoutOutlierDetection turns outlier ejection off.

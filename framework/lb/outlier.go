@@ -117,6 +117,17 @@ func DefaultOutlierDetection() OutlierDetection {
 	}
 }
 
+// Clone returns a copy of o that shares no pointer with it.
+func (o OutlierDetection) Clone() OutlierDetection {
+	if o.SuccessRateEjection != nil {
+		o.SuccessRateEjection = new(*o.SuccessRateEjection)
+	}
+	if o.FailurePercentageEjection != nil {
+		o.FailurePercentageEjection = new(*o.FailurePercentageEjection)
+	}
+	return o
+}
+
 // outlierWire is OutlierDetection as JSON: durations as protobuf JSON
 // durations ("10s", "0.5s").
 type outlierWire struct {
