@@ -110,22 +110,26 @@ func (c *countedCall) finish(info balancer.DoneInfo) {
 // setOutlier applies a new outlier config as A50 says: turned off, every
 // endpoint is let back in and forgets its ejections; turned on, the first
 // interval starts now; changed, the interval under way keeps its start.
-// It reports whether the endpoints let back in need a new picker. Called
-// with mu held.
+// It reports whether the picker must be built again. Called with mu held.
 func (b *shardedBalancer) setOutlier(od *OutlierDetection) (changed bool) {
+	// Pickers count calls only while detection is on: turned on or off,
+	// they are built again.
+	changed = od.enabled() != b.outlier.enabled()
 	b.outlier = od
 	if !od.enabled() {
 		b.sweptAt = time.Time{}
+		back := false
 		for _, st := range b.stats.All() {
 			if !st.ejectedAt.IsZero() {
-				st.ejectedAt, changed = time.Time{}, true
+				st.ejectedAt, back = time.Time{}, true
 			}
 			st.ejections = 0
 		}
-		if changed {
+		if back {
+			b.log.Info("uneject every endpoint: outlier detection turned off")
 			b.recordEjected()
 		}
-		return changed
+		return changed || back
 	}
 	if b.sweptAt.IsZero() {
 		b.sweptAt = time.Now()
@@ -144,7 +148,7 @@ func (b *shardedBalancer) setOutlier(od *OutlierDetection) (changed bool) {
 	case b.wake <- struct{}{}:
 	default:
 	}
-	return false
+	return changed
 }
 
 // sweeper runs sweep at the end of each interval until ctx ends; woken, it

@@ -127,6 +127,14 @@ const fast = `{"interval":"0.1s","baseEjectionTime":"%s","maxEjectionPercent":%d
 // dialOutlier connects to srvs with policy and outlier config od.
 func dialOutlier(t *testing.T, policy, od string, srvs []*flaky) (*grpc.ClientConn, *recorder) {
 	t.Helper()
+	cc, rec, _ := dialOutlierConfig(t, fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"outlierDetection":%s}}]}`, policy, od), srvs)
+	return cc, rec
+}
+
+// dialOutlierConfig connects to srvs with service config sc, through the
+// returned resolver.
+func dialOutlierConfig(t *testing.T, sc string, srvs []*flaky) (*grpc.ClientConn, *recorder, *manual.Resolver) {
+	t.Helper()
 	var eps []resolver.Endpoint
 	for _, s := range srvs {
 		eps = append(eps, endpoint(s.addr, 1))
@@ -138,13 +146,13 @@ func dialOutlier(t *testing.T, policy, od string, srvs []*flaky) (*grpc.ClientCo
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(rec),
-		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"outlierDetection":%s}}]}`, policy, od)))
+		grpc.WithDefaultServiceConfig(sc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 	cc.Connect()
-	return cc, rec
+	return cc, rec, r
 }
 
 // load calls cc from 4 goroutines until stop is closed; a hash key per
@@ -321,5 +329,47 @@ func TestOutlierIgnoresCallersErrorsAndShedding(t *testing.T) {
 				t.Errorf("%s: %d ejections, want 0", c, have)
 			}
 		})
+	}
+}
+
+// A config without outlier detection lets every ejected endpoint back in
+// at once; one with it again ejects again; and with subsetSize the
+// ejection happens inside the subset.
+func TestOutlierTurnedOffAndOnAgain(t *testing.T) {
+	srvs := startFlaky(t, 5)
+	on := fmt.Sprintf(`{"loadBalancingConfig":[{"svckit_random":{"subsetSize":4,"subsetKey":"k","outlierDetection":%s}}]}`, fmt.Sprintf(fast, "10s", 100))
+	cc, rec, r := dialOutlierConfig(t, on, srvs)
+	for _, s := range srvs {
+		s.fail(codes.Unavailable, 2)
+	}
+	stop := make(chan struct{})
+	wait := load(cc, stop)
+	defer func() { close(stop); wait() }()
+	// Every server fails: the 4 of the subset are ejected, and the fifth
+	// never called.
+	eventually(t, 10*time.Second, "4 ejected", func() bool { n, _ := rec.gauge(); return n == 4 })
+	var outside *flaky
+	for _, s := range srvs {
+		if s.calls.Load() == 0 {
+			outside = s
+		}
+	}
+	if outside == nil {
+		t.Fatal("every server called; want one outside the subset of 4")
+	}
+	var eps []resolver.Endpoint
+	for _, s := range srvs {
+		eps = append(eps, endpoint(s.addr, 1))
+	}
+	update := func(sc string) {
+		r.UpdateState(resolver.State{Endpoints: eps, ServiceConfig: r.CC().ParseServiceConfig(sc)})
+	}
+	update(`{"loadBalancingConfig":[{"svckit_random":{"subsetSize":4,"subsetKey":"k"}}]}`)
+	took := eventually(t, 5*time.Second, "none ejected", func() bool { n, _ := rec.gauge(); return n == 0 })
+	update(on)
+	eventually(t, 10*time.Second, "ejected again", func() bool { n, _ := rec.gauge(); return n == 4 })
+	t.Logf("let back in %s after the config without outlier detection", took.Round(time.Millisecond))
+	if n := outside.calls.Load(); n != 0 {
+		t.Errorf("the server outside the subset got %d calls, want 0", n)
 	}
 }
