@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -107,45 +108,81 @@ func (c *countedCall) finish(info balancer.DoneInfo) {
 	child(info)
 }
 
+// ejector is the part of a balancer that keeps its endpoints' stats and
+// ejects outliers among them: the owner sets the stats of its endpoints
+// and the config under mu, and builds its picker without the ejected
+// ones in rebuild, which sweeps call with mu held.
+type ejector struct {
+	name, target string
+	log          *slog.Logger
+	recorder     func() estats.MetricsRecorder
+	rebuild      func()
+
+	// The sweeper, started when outlier detection is first on: wake tells
+	// it the config changed, stopSweeper (under mu) ends it, and close
+	// waits for it on sweeping.
+	wake        chan struct{}
+	stopSweeper context.CancelFunc
+	sweeping    sync.WaitGroup
+
+	mu      sync.Mutex
+	stats   *resolver.EndpointMap[*endpointStats]
+	outlier *OutlierDetection // nil: no ejection
+	sweptAt time.Time         // start of the interval under way; zero while off
+	closed  bool
+}
+
+// close stops the sweeper and waits for it; no sweep runs after.
+func (e *ejector) close() {
+	e.mu.Lock()
+	e.closed = true
+	stop := e.stopSweeper
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+		e.sweeping.Wait()
+	}
+}
+
 // setOutlier applies a new outlier config as A50 says: turned off, every
 // endpoint is let back in and forgets its ejections; turned on, the first
 // interval starts now; changed, the interval under way keeps its start.
 // It reports whether the picker must be built again. Called with mu held.
-func (b *shardedBalancer) setOutlier(od *OutlierDetection) (changed bool) {
+func (e *ejector) setOutlier(od *OutlierDetection) (changed bool) {
 	// Pickers count calls only while detection is on: turned on or off,
 	// they are built again.
-	changed = od.enabled() != b.outlier.enabled()
-	b.outlier = od
+	changed = od.enabled() != e.outlier.enabled()
+	e.outlier = od
 	if !od.enabled() {
-		b.sweptAt = time.Time{}
+		e.sweptAt = time.Time{}
 		back := false
-		for _, st := range b.stats.All() {
+		for _, st := range e.stats.All() {
 			if !st.ejectedAt.IsZero() {
 				st.ejectedAt, back = time.Time{}, true
 			}
 			st.ejections = 0
 		}
 		if back {
-			b.log.Info("uneject every endpoint: outlier detection turned off")
-			b.recordEjected()
+			e.log.Info("uneject every endpoint: outlier detection turned off")
+			e.recordEjected()
 		}
 		return changed || back
 	}
-	if b.sweptAt.IsZero() {
-		b.sweptAt = time.Now()
-		for _, st := range b.stats.All() {
+	if e.sweptAt.IsZero() {
+		e.sweptAt = time.Now()
+		for _, st := range e.stats.All() {
 			st.okCalls.Store(0)
 			st.badCalls.Store(0)
 		}
 	}
-	if b.stopSweeper == nil {
+	if e.stopSweeper == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		b.stopSweeper = cancel
-		b.sweeping.Add(1)
-		go b.sweeper(ctx)
+		e.stopSweeper = cancel
+		e.sweeping.Add(1)
+		go e.sweeper(ctx)
 	}
 	select {
-	case b.wake <- struct{}{}:
+	case e.wake <- struct{}{}:
 	default:
 	}
 	return changed
@@ -153,12 +190,12 @@ func (b *shardedBalancer) setOutlier(od *OutlierDetection) (changed bool) {
 
 // sweeper runs sweep at the end of each interval until ctx ends; woken, it
 // reads the interval again. Close cancels it and waits.
-func (b *shardedBalancer) sweeper(ctx context.Context) {
-	defer b.sweeping.Done()
+func (e *ejector) sweeper(ctx context.Context) {
+	defer e.sweeping.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		if d, ok := b.untilSweep(); ok {
+		if d, ok := e.untilSweep(); ok {
 			t.Reset(d)
 		} else {
 			t.Stop()
@@ -166,22 +203,22 @@ func (b *shardedBalancer) sweeper(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-b.wake:
+		case <-e.wake:
 		case <-t.C:
-			b.sweep()
+			e.sweep()
 		}
 	}
 }
 
 // untilSweep returns the time left in the interval under way, if outlier
 // detection is on.
-func (b *shardedBalancer) untilSweep() (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed || !b.outlier.enabled() {
+func (e *ejector) untilSweep() (time.Duration, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || !e.outlier.enabled() {
 		return 0, false
 	}
-	return max(0, time.Until(b.sweptAt.Add(b.outlier.Interval))), true
+	return max(0, time.Until(e.sweptAt.Add(e.outlier.Interval))), true
 }
 
 // outlierCalls is one endpoint's calls of the interval just ended.
@@ -196,21 +233,21 @@ func (c *outlierCalls) total() int64 { return c.ok + c.bad }
 // sweep ends an interval: it ejects the outliers among the endpoints by
 // their calls in it, then lets back in those whose ejection time is over
 // and lowers the multiplier of those not ejected (A50's interval timer).
-func (b *shardedBalancer) sweep() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	od := b.outlier
-	if b.closed || !od.enabled() {
+func (e *ejector) sweep() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	od := e.outlier
+	if e.closed || !od.enabled() {
 		return
 	}
 	now := time.Now()
-	if now.Before(b.sweptAt.Add(od.Interval)) {
+	if now.Before(e.sweptAt.Add(od.Interval)) {
 		return // the interval was made longer since the timer was set
 	}
-	b.sweptAt = now
-	calls := make([]outlierCalls, 0, b.stats.Len())
+	e.sweptAt = now
+	calls := make([]outlierCalls, 0, e.stats.Len())
 	ejected := 0
-	for ep, st := range b.stats.All() {
+	for ep, st := range e.stats.All() {
 		calls = append(calls, outlierCalls{endpoint: ep, stats: st, ok: st.okCalls.Swap(0), bad: st.badCalls.Swap(0)})
 		if !st.ejectedAt.IsZero() {
 			ejected++
@@ -218,10 +255,10 @@ func (b *shardedBalancer) sweep() {
 	}
 	before := ejected
 	if sr := od.SuccessRateEjection; sr != nil {
-		ejected = b.ejectBySuccessRate(calls, ejected)
+		ejected = e.ejectBySuccessRate(calls, ejected)
 	}
 	if fp := od.FailurePercentageEjection; fp != nil {
-		ejected = b.ejectByFailurePercentage(calls, ejected)
+		ejected = e.ejectByFailurePercentage(calls, ejected)
 	}
 	changed := ejected != before
 	for i := range calls {
@@ -231,14 +268,14 @@ func (b *shardedBalancer) sweep() {
 			continue
 		}
 		if now.After(st.ejectedAt.Add(ejectionTime(od, st.ejections))) {
-			b.log.Info("uneject endpoint", "addr", addrOf(calls[i].endpoint), "ejected_for", now.Sub(st.ejectedAt).Round(time.Millisecond))
+			e.log.Info("uneject endpoint", "addr", addrOf(calls[i].endpoint), "ejected_for", now.Sub(st.ejectedAt).Round(time.Millisecond))
 			st.ejectedAt, changed = time.Time{}, true
 		}
 	}
 	if changed {
-		b.publish()
+		e.rebuild()
 	}
-	b.recordEjected()
+	e.recordEjected()
 }
 
 // ejectionTime is how long the n-th ejection in a row lasts: A50's base ×
@@ -257,8 +294,8 @@ func ejectionTime(od *OutlierDetection, n int) time.Duration {
 // ejectBySuccessRate ejects the endpoints with enough calls whose success
 // rate is below the mean less StdevFactor/1000 standard deviations, and
 // returns the number ejected now.
-func (b *shardedBalancer) ejectBySuccessRate(calls []outlierCalls, ejected int) int {
-	sr := b.outlier.SuccessRateEjection
+func (e *ejector) ejectBySuccessRate(calls []outlierCalls, ejected int) int {
+	sr := e.outlier.SuccessRateEjection
 	judged := withVolume(calls, sr.RequestVolume)
 	if len(judged) == 0 || len(judged) < int(sr.MinimumHosts) {
 		return ejected
@@ -275,7 +312,7 @@ func (b *shardedBalancer) ejectBySuccessRate(calls []outlierCalls, ejected int) 
 	required := mean - math.Sqrt(squares/float64(len(judged)))*float64(sr.StdevFactor)/1000
 	for _, c := range judged {
 		if rate := float64(c.ok) / float64(c.total()); rate < required {
-			ejected = b.eject(c, ejected, sr.EnforcementPercentage, "success_rate", "success_rate", rate, "required", required)
+			ejected = e.eject(c, ejected, sr.EnforcementPercentage, "success_rate", "success_rate", rate, "required", required)
 		}
 	}
 	return ejected
@@ -284,15 +321,15 @@ func (b *shardedBalancer) ejectBySuccessRate(calls []outlierCalls, ejected int) 
 // ejectByFailurePercentage ejects the endpoints with enough calls whose
 // failed calls are more than Threshold percent, and returns the number
 // ejected now.
-func (b *shardedBalancer) ejectByFailurePercentage(calls []outlierCalls, ejected int) int {
-	fp := b.outlier.FailurePercentageEjection
+func (e *ejector) ejectByFailurePercentage(calls []outlierCalls, ejected int) int {
+	fp := e.outlier.FailurePercentageEjection
 	judged := withVolume(calls, fp.RequestVolume)
 	if len(judged) == 0 || len(judged) < int(fp.MinimumHosts) {
 		return ejected
 	}
 	for _, c := range judged {
 		if pct := 100 * float64(c.bad) / float64(c.total()); pct > float64(fp.Threshold) {
-			ejected = b.eject(c, ejected, fp.EnforcementPercentage, "failure_percentage", "failed_percent", pct)
+			ejected = e.eject(c, ejected, fp.EnforcementPercentage, "failure_percentage", "failed_percent", pct)
 		}
 	}
 	return ejected
@@ -313,36 +350,36 @@ func withVolume(calls []outlierCalls, volume uint32) []*outlierCalls {
 // eject ejects c's endpoint unless it is ejected already, MaxEjectionPercent
 // of the endpoints are, or the enforcement draw says no; it logs the
 // ejection with why, and returns the number of endpoints ejected.
-func (b *shardedBalancer) eject(c *outlierCalls, ejected int, enforce uint32, method string, why ...any) int {
+func (e *ejector) eject(c *outlierCalls, ejected int, enforce uint32, method string, why ...any) int {
 	st := c.stats
 	if !st.ejectedAt.IsZero() {
 		return ejected
 	}
-	if float64(ejected)*100/float64(b.stats.Len()) >= float64(b.outlier.MaxEjectionPercent) {
-		b.log.Debug("outlier not ejected: max ejection percent", append([]any{"addr", addrOf(c.endpoint), "method", method}, why...)...)
+	if float64(ejected)*100/float64(e.stats.Len()) >= float64(e.outlier.MaxEjectionPercent) {
+		e.log.Debug("outlier not ejected: max ejection percent", append([]any{"addr", addrOf(c.endpoint), "method", method}, why...)...)
 		return ejected
 	}
 	if uint32(rand.IntN(100)) >= enforce {
 		return ejected
 	}
-	st.ejectedAt = b.sweptAt
+	st.ejectedAt = e.sweptAt
 	st.ejections++
 	args := append([]any{"addr", addrOf(c.endpoint), "method", method, "calls", c.total(), "failed", c.bad}, why...)
-	args = append(args, "ejection", ejectionTime(b.outlier, st.ejections), "ejections_in_a_row", st.ejections)
-	b.log.Info("eject endpoint", args...)
-	ejectionsMetric.Record(b.ClientConn.MetricsRecorder(), 1, b.target, b.name, method)
+	args = append(args, "ejection", ejectionTime(e.outlier, st.ejections), "ejections_in_a_row", st.ejections)
+	e.log.Info("eject endpoint", args...)
+	ejectionsMetric.Record(e.recorder(), 1, e.target, e.name, method)
 	return ejected + 1
 }
 
 // recordEjected sets the gauge of ejected endpoints. Called with mu held.
-func (b *shardedBalancer) recordEjected() {
+func (e *ejector) recordEjected() {
 	n := 0
-	for _, st := range b.stats.All() {
+	for _, st := range e.stats.All() {
 		if !st.ejectedAt.IsZero() {
 			n++
 		}
 	}
-	ejectedMetric.Record(b.ClientConn.MetricsRecorder(), int64(n), b.target, b.name)
+	ejectedMetric.Record(e.recorder(), int64(n), e.target, e.name)
 }
 
 // addrOf is the address an endpoint is logged by.

@@ -1,19 +1,17 @@
 package lb
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
 	"google.golang.org/grpc/connectivity"
+	estats "google.golang.org/grpc/experimental/stats"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 )
@@ -91,44 +89,31 @@ func (b builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingCon
 }
 
 func (b builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	sb := &shardedBalancer{
-		ClientConn: cc,
-		name:       b.name,
-		target:     opts.Target.String(),
-		policy:     b.newPolicy(),
-		stats:      resolver.NewEndpointMap[*endpointStats](),
-		subsetKey:  rand.Text(),
-		log:        slog.Default().With("component", "lb", "policy", b.name, "target", opts.Target.String()),
-		wake:       make(chan struct{}, 1),
+	sb := &shardedBalancer{ClientConn: cc, policy: b.newPolicy(), subsetKey: rand.Text()}
+	sb.ejector = ejector{
+		name:     b.name,
+		target:   opts.Target.String(),
+		log:      slog.Default().With("component", "lb", "policy", b.name, "target", opts.Target.String()),
+		recorder: func() estats.MetricsRecorder { return cc.MetricsRecorder() },
+		rebuild:  sb.publish,
+		wake:     make(chan struct{}, 1),
+		stats:    resolver.NewEndpointMap[*endpointStats](),
 	}
 	sb.child = endpointsharding.NewBalancer(sb, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
 	return sb
 }
 
 // shardedBalancer runs a pickfirst child per endpoint and builds its
-// policy's picker over the ready ones.
+// policy's picker over the ready ones, less those its ejector ejected.
 type shardedBalancer struct {
 	balancer.ClientConn // intercepts UpdateState from the child
-	name                string
-	target              string
+	ejector             // the endpoints' stats and mu
 	child               balancer.Balancer
 	policy              policy
-	log                 *slog.Logger
 
-	// The outlier sweeper, started when outlier detection is first on:
-	// wake tells it the config changed, stopSweeper (under mu) ends it, and
-	// Close waits for it on sweeping.
-	wake        chan struct{}
-	stopSweeper context.CancelFunc
-	sweeping    sync.WaitGroup
-
-	mu         sync.Mutex
-	stats      *resolver.EndpointMap[*endpointStats]
+	// Under mu.
 	subsetKey  string
-	childState balancer.State    // the child's latest, to build pickers again on ejections
-	outlier    *OutlierDetection // nil: no ejection
-	sweptAt    time.Time         // start of the outlier interval under way; zero while off
-	closed     bool
+	childState balancer.State // the child's latest, to build pickers again on ejections
 }
 
 func (b *shardedBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
@@ -189,14 +174,7 @@ func (b *shardedBalancer) ExitIdle() { b.child.ExitIdle() }
 
 // Close stops the outlier sweeper, waits for it, then closes the child.
 func (b *shardedBalancer) Close() {
-	b.mu.Lock()
-	b.closed = true
-	stop := b.stopSweeper
-	b.mu.Unlock()
-	if stop != nil {
-		stop()
-		b.sweeping.Wait()
-	}
+	b.ejector.close()
 	b.child.Close()
 }
 
