@@ -118,8 +118,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithOutlierDetection sets the outlier ejection of svckit's balancers
 // (the lb.OutlierDetection of their config); default
-// lb.DefaultOutlierDetection(). A balancer other than svckit's
-// (WithBalancer) gets none.
+// lb.DefaultOutlierDetection(). Another balancer (WithBalancer) runs
+// inside lb.OutlierDetectionPolicy, which ejects by picking again past an
+// ejected instance: see there for the policies that gain from it.
 func WithOutlierDetection(od lb.OutlierDetection) Option {
 	return func(o *options) { o.outlier = new(od.Clone()) }
 }

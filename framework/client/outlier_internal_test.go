@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/balancer"
@@ -24,7 +25,8 @@ func TestServiceConfigEjectsOutliers(t *testing.T) {
 		{"set", []Option{WithOutlierDetection(custom)}, &custom},
 		{"off", []Option{WithoutOutlierDetection()}, nil},
 		{"random", []Option{WithBalancer(lb.Random)}, new(lb.DefaultOutlierDetection())},
-		{"grpc-go's", []Option{WithBalancer("round_robin")}, nil},
+		{"grpc-go's", []Option{WithBalancer("round_robin")}, new(lb.DefaultOutlierDetection())},
+		{"grpc-go's, off", []Option{WithBalancer("round_robin"), WithoutOutlierDetection()}, nil},
 	} {
 		o := newOptions(tc.opts)
 		if err := o.validate(); err != nil {
@@ -40,16 +42,33 @@ func TestServiceConfigEjectsOutliers(t *testing.T) {
 		if err := json.Unmarshal([]byte(sc), &v); err != nil {
 			t.Fatal(err)
 		}
-		raw := v.LB[0][o.balancer]
-		var have *lb.OutlierDetection
-		if p, ok := balancer.Get(o.balancer).(balancer.ConfigParser); ok && o.balancer != "round_robin" {
-			cfg, err := p.ParseConfig(raw)
-			if err != nil {
-				t.Fatalf("%s: %s does not parse %s: %v", tc.name, o.balancer, raw, err)
+		name, raw := o.balancer, v.LB[0][o.balancer]
+		if o.balancer == "round_robin" && tc.want != nil {
+			name, raw = lb.OutlierDetectionPolicy, v.LB[0][lb.OutlierDetectionPolicy]
+			if !strings.Contains(string(raw), `"childPolicy":[{"round_robin":{}}]`) {
+				t.Errorf("%s: config %s, want round_robin as the child policy", tc.name, raw)
 			}
-			have = cfg.(*lb.Config).OutlierDetection
-		} else if string(raw) != "{}" {
-			t.Errorf("%s: config %s, want {}", tc.name, raw)
+		}
+		var have *lb.OutlierDetection
+		switch name {
+		case "round_robin":
+			if string(raw) != "{}" {
+				t.Errorf("%s: config %s, want {}", tc.name, raw)
+			}
+		default:
+			cfg, err := balancer.Get(name).(balancer.ConfigParser).ParseConfig(raw)
+			if err != nil {
+				t.Fatalf("%s: %s does not parse %s: %v", tc.name, name, raw, err)
+			}
+			if c, ok := cfg.(*lb.Config); ok {
+				have = c.OutlierDetection
+				break
+			}
+			var od lb.OutlierDetection
+			if err := json.Unmarshal(raw, &od); err != nil {
+				t.Fatal(err)
+			}
+			have = &od
 		}
 		hb, _ := json.Marshal(have)
 		wb, _ := json.Marshal(tc.want)

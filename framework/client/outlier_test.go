@@ -60,11 +60,16 @@ func metric(t *testing.T, reg *prometheus.Registry, name, policy string) float64
 
 // One instance of three failing half its calls: with the client's
 // default outlier detection it is ejected within 10 s (the interval is
-// 2 s), under the default balancer and under svckit_random, and the
-// ejection shows in the metrics.
+// 2 s), under the default balancer, svckit_random and grpc-go's
+// round_robin (inside lb.OutlierDetectionPolicy), and the ejection shows
+// in the metrics.
 func TestDefaultOutlierDetectionEjectsAHalfFailingInstance(t *testing.T) {
-	for _, policy := range []string{lb.P2CEWMA, lb.Random} {
+	for _, policy := range []string{lb.P2CEWMA, lb.Random, "round_robin"} {
 		t.Run(policy, func(t *testing.T) {
+			label := policy // of the metrics
+			if policy == "round_robin" {
+				label = lb.OutlierDetectionPolicy
+			}
 			c := etcdtest.Start(t)
 			cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
 			if err != nil {
@@ -97,7 +102,7 @@ func TestDefaultOutlierDetectionEjectsAHalfFailingInstance(t *testing.T) {
 				}
 				return nil
 			})
-			took := poll.Until(t, 10*time.Second, "ejection", func() bool { return metric(t, reg, "svckit_lb_ejected", policy) == 1 })
+			took := poll.Until(t, 10*time.Second, "ejection", func() bool { return metric(t, reg, "svckit_lb_ejected", label) == 1 })
 			failedBefore, callsBefore := l.failures.Load(), l.calls.Load()
 			// Two intervals more while ejected.
 			since, ejectedCalls := time.Now(), bad.calls.Load()
@@ -113,7 +118,7 @@ func TestDefaultOutlierDetectionEjectsAHalfFailingInstance(t *testing.T) {
 			if n := bad.calls.Load() - ejectedCalls; n > 4 {
 				t.Errorf("%d calls reached the ejected instance, want ≤ 4 (those in flight)", n)
 			}
-			if have := metric(t, reg, "svckit_lb_ejections_total", policy); have < 1 {
+			if have := metric(t, reg, "svckit_lb_ejections_total", label); have < 1 {
 				t.Errorf("svckit_lb_ejections_total %v, want ≥ 1", have)
 			}
 		})

@@ -47,7 +47,7 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 		names = append(names, name{Service: svc, Method: method})
 	}
 	sc := map[string]any{
-		"loadBalancingConfig": []map[string]any{{o.balancer: balancerConfig(o)}},
+		"loadBalancingConfig": []map[string]any{balancerConfig(o)},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
 		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
 		"retryThrottling":     map[string]any{"maxTokens": 100, "tokenRatio": 0.1},
@@ -56,17 +56,37 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 	return string(b), err
 }
 
-// balancerConfig is the config of o's balancer: the outlier detection, for
-// svckit's balancers; nothing for others, whose config has no such field.
+// balancerConfig is the loadBalancingConfig entry of o's balancer: with
+// o's outlier detection, in the config of svckit's balancers, or around
+// another (lb.OutlierDetectionPolicy with it as the child policy).
 func balancerConfig(o options) map[string]any {
-	cfg := map[string]any{}
-	switch o.balancer {
-	case lb.P2CEWMA, lb.WeightedRoundRobin, lb.Random, lb.ConsistentHash:
-		if o.outlier != nil {
-			cfg["outlierDetection"] = o.outlier
-		}
+	switch {
+	case o.outlier == nil:
+		return map[string]any{o.balancer: map[string]any{}}
+	case o.balancer == lb.P2CEWMA, o.balancer == lb.WeightedRoundRobin, o.balancer == lb.Random, o.balancer == lb.ConsistentHash:
+		return map[string]any{o.balancer: map[string]any{"outlierDetection": o.outlier}}
 	}
-	return cfg
+	return map[string]any{lb.OutlierDetectionPolicy: wrapped{o.outlier, []map[string]any{{o.balancer: map[string]any{}}}}}
+}
+
+// wrapped is the config of lb.OutlierDetectionPolicy: an outlier
+// detection's fields and the child policy.
+type wrapped struct {
+	od    *lb.OutlierDetection
+	child []map[string]any
+}
+
+func (w wrapped) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(w.od)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["childPolicy"] = w.child
+	return json.Marshal(m)
 }
 
 // idempotentByContract lists the methods of every protobuf service linked

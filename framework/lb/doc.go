@@ -14,7 +14,9 @@
 //     "svckit.weight" attribute of each endpoint;
 //   - svckit_random (Random): uniform random;
 //   - svckit_consistent_hash (ConsistentHash): a key set on the call's context with WithHashKey
-//     maps to the same endpoint while the set is stable.
+//     maps to the same endpoint while the set is stable;
+//   - svckit_outlier_detection (OutlierDetectionPolicy): outlier ejection
+//     around another policy, named in its config.
 //
 // Every name carries the "svckit_" prefix, so that a program may link
 // another library's balancers beside these (go-zero registers its own
@@ -45,8 +47,9 @@
 // Close, ejects and lets back in. Each ejection and return is logged at
 // info with the endpoint's address, and the channel's MetricsRecorder
 // (grpc.WithStatsHandler) gets the svckit.lb.ejections counter and the
-// svckit.lb.ejected gauge. grpc-go's own policies are not wrapped: for
-// them, use grpc-go's xDS outlier detection.
+// svckit.lb.ejected gauge. Around any other policy (grpc-go's round_robin,
+// say), svckit_outlier_detection (OutlierDetectionPolicy) runs the same
+// ejection, picking again when the child picks an ejected endpoint.
 //
 // lb does not import naming: the two meet only in the attribute keys, which
 // are plain strings.

@@ -71,14 +71,19 @@ func (p *countingPicker) Pick(info balancer.PickInfo) (balancer.PickResult, erro
 	if err != nil {
 		return res, err
 	}
-	if res.Done == nil {
-		res.Done = p.stats.countDone
-		return res, nil
+	res.Done = p.stats.counted(res.Done)
+	return res, nil
+}
+
+// counted returns a Done that counts the call on s, then runs child, if
+// any: countDone, or a pooled countedCall, so that it allocates nothing.
+func (s *endpointStats) counted(child func(balancer.DoneInfo)) func(balancer.DoneInfo) {
+	if child == nil {
+		return s.countDone
 	}
 	c := countedPool.Get().(*countedCall)
-	c.stats, c.child = p.stats, res.Done
-	res.Done = c.done
-	return res, nil
+	c.stats, c.child = s, child
+	return c.done
 }
 
 // countedCall chains count and a child's Done without allocating: pooled,

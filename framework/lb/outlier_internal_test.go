@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,48 @@ func TestDefaultOutlierDetectionIsValid(t *testing.T) {
 	od := DefaultOutlierDetection()
 	if err := od.Validate(); err != nil || !od.enabled() {
 		t.Errorf("have %v, enabled %t; want valid and enabled", err, od.enabled())
+	}
+}
+
+type fakeSubConn struct {
+	balancer.SubConn
+	id int
+}
+
+type turnsPicker struct {
+	scs []balancer.SubConn
+	n   int
+}
+
+func (p *turnsPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	p.n++
+	return balancer.PickResult{SubConn: p.scs[p.n%len(p.scs)]}, nil
+}
+
+// TestDetectionPickerSkipsEjected: the picker of svckit_outlier_detection
+// picks again past an ejected SubConn, takes the child's pick when every
+// one is ejected, counts each call, and allocates nothing.
+func TestDetectionPickerSkipsEjected(t *testing.T) {
+	a, b := &fakeSubConn{id: 1}, &fakeSubConn{id: 2}
+	sa, sb := newEndpointStats(), newEndpointStats()
+	var m atomic.Pointer[map[balancer.SubConn]*endpointStats]
+	m.Store(&map[balancer.SubConn]*endpointStats{a: sa, b: sb})
+	p := &detectionPicker{child: &turnsPicker{scs: []balancer.SubConn{a, b}}, subConns: &m, ejected: map[balancer.SubConn]bool{a: true}}
+	allocs := testing.AllocsPerRun(100, func() {
+		res, _ := p.Pick(balancer.PickInfo{})
+		if res.SubConn != b {
+			t.Fatalf("picked %v, want the SubConn not ejected", res.SubConn)
+		}
+		res.Done(balancer.DoneInfo{})
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations a pick, want 0", allocs)
+	}
+	if sa.okCalls.Load() != 0 || sb.okCalls.Load() < 100 {
+		t.Errorf("counted %d on the ejected and %d on the other, want 0 and ≥ 100", sa.okCalls.Load(), sb.okCalls.Load())
+	}
+	p.ejected[b] = true
+	if res, _ := p.Pick(balancer.PickInfo{}); res.SubConn == nil {
+		t.Error("every SubConn ejected: no pick, want the child's")
 	}
 }

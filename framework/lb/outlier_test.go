@@ -3,12 +3,14 @@ package lb_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	estats "google.golang.org/grpc/experimental/stats"
@@ -371,5 +373,59 @@ func TestOutlierTurnedOffAndOnAgain(t *testing.T) {
 	t.Logf("let back in %s after the config without outlier detection", took.Round(time.Millisecond))
 	if n := outside.calls.Load(); n != 0 {
 		t.Errorf("the server outside the subset got %d calls, want 0", n)
+	}
+}
+
+// svckit_outlier_detection around grpc-go's round_robin ejects as
+// svckit's own policies do: the child's picks of the ejected SubConn are
+// picked again.
+func TestOutlierDetectionPolicyAroundRoundRobin(t *testing.T) {
+	srvs := startFlaky(t, 4)
+	od := fmt.Sprintf(fast, "2s", 10)
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:%s}]}`, lb.OutlierDetectionPolicy, od[:len(od)-1]+`,"childPolicy":[{"no_such_policy":{}},{"round_robin":{}}]}`)
+	cc, rec, _ := dialOutlierConfig(t, sc, srvs)
+	bad := srvs[0]
+	bad.fail(codes.Unavailable, 2)
+	stop := make(chan struct{})
+	wait := load(cc, stop)
+	defer func() { close(stop); wait() }()
+	took := eventually(t, 10*time.Second, "ejection", func() bool { n, _ := rec.gauge(); return n == 1 })
+	before := bad.calls.Load()
+	var healthy int64
+	for _, s := range srvs[1:] {
+		healthy -= s.calls.Load()
+	}
+	eventually(t, 10*time.Second, "calls to the others", func() bool {
+		n := healthy
+		for _, s := range srvs[1:] {
+			n += s.calls.Load()
+		}
+		return n >= 300
+	})
+	have := bad.calls.Load() - before
+	t.Logf("round_robin: ejected %s after the failures began; it got %d calls while the others got 300", took.Round(time.Millisecond), have)
+	if have > 4 {
+		t.Errorf("ejected endpoint got %d calls, want ≤ 4 (those in flight)", have)
+	}
+}
+
+func TestOutlierDetectionPolicyConfig(t *testing.T) {
+	p := balancer.Get(lb.OutlierDetectionPolicy).(balancer.ConfigParser)
+	for _, tc := range []struct{ js, err string }{
+		{`{"childPolicy":[{"round_robin":{}}]}`, ""},
+		{`{"interval":"1s","failurePercentageEjection":{},"childPolicy":[{"x":{}},{"pick_first":{"shuffleAddressList":true}}]}`, ""},
+		{`{}`, "childPolicy: no registered policy"},
+		{`{"childPolicy":[{"x":{}}]}`, "childPolicy: no registered policy"},
+		{`{"childPolicy":[{"svckit_random":{"subsetSize":-1}}]}`, "childPolicy svckit_random: lb: svckit_random subsetSize -1"},
+		{`{"maxEjectionPercent":200,"childPolicy":[{"round_robin":{}}]}`, "maxEjectionPercent 200"},
+		{`{"interval":5,"childPolicy":[{"round_robin":{}}]}`, "want a string"},
+	} {
+		_, err := p.ParseConfig([]byte(tc.js))
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.js, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: have %v, want an error with %q", tc.js, err, tc.err)
+		}
 	}
 }
