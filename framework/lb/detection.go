@@ -188,6 +188,9 @@ func (b *detectionBalancer) Close() {
 // NewSubConn creates the child's SubConn and maps it to the stats of its
 // first address's endpoint, until it shuts down.
 func (b *detectionBalancer) NewSubConn(addrs []resolver.Address, opts balancer.NewSubConnOptions) (balancer.SubConn, error) {
+	// mu is held while the channel creates the SubConn, as grpc-go's
+	// outlier detection does: the channel calls the listener later, from
+	// its serializer, so the listener sees sc set.
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var sc balancer.SubConn
