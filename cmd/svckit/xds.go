@@ -24,7 +24,7 @@ import (
 	"github.com/svckit/svckit/framework/xds"
 )
 
-const xdsUsage = "usage: svckit xds [--listen ADDR] [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [--wrr]"
+const xdsUsage = "usage: svckit xds [--listen ADDR] [--etcd ADDRS] [--etcd-ca F --etcd-cert F --etcd-key F] [--prefix P] [--wrr] [--eject=false]"
 
 // runXDS serves svckit's etcd records as xDS until SIGINT or SIGTERM.
 func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,6 +37,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:18000", "xDS gRPC address to listen on (host:port)")
 	cfg.RegisterEtcdFlags(fs)
 	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
+	eject := fs.Bool("eject", true, "ask clients to eject instances that fail a quarter of their calls (gRFC A50 outlier detection, as lb.DefaultOutlierDetection)")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -72,6 +73,9 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	opts := []xds.Option{xds.WithPrefix(cfg.Prefix), xds.WithLogger(log)}
 	if *wrr {
 		opts = append(opts, xds.WithWeightedRoundRobin())
+	}
+	if !*eject {
+		opts = append(opts, xds.WithoutOutlierDetection())
 	}
 	xs, err := xds.New(naming.NewBuilder(cli, naming.WithResolverLogger(log)), opts...)
 	if err != nil {

@@ -105,8 +105,9 @@ func (c *Client) Close() error {
 // Dial returns a conn to the instances of service registered in etcd:
 // resolved on etcd:///<prefix><service>, balanced by lb.P2CEWMA unless
 // WithBalancer, health-checked, retried on UNAVAILABLE where safe (see
-// WithIdempotent), kept alive with pings the App accepts, and traced if a
-// tracer provider is given. opts apply after the Client's. Unless
+// WithIdempotent), with failing instances ejected (see
+// lb.DefaultOutlierDetection), kept alive with pings the App accepts, and
+// traced if a tracer provider is given. opts apply after the Client's. Unless
 // WithoutWait, Dial waits up to the timeout for a ready instance and
 // otherwise fails with codes.Unavailable naming the service. The caller
 // closes the conn.
@@ -206,6 +207,13 @@ func (c *Client) newConn(service string, o options, rb resolver.Builder, last ..
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: serve.ClientPingInterval, Timeout: serve.ClientPingTimeout, PermitWithoutStream: true}),
 		grpc.WithChainUnaryInterceptor(unary...),
 		grpc.WithChainStreamInterceptor(stream...),
+	}
+	if o.metrics != nil {
+		m, err := newLBMetrics(o.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("client: dial %s: %w", service, err)
+		}
+		dopts = append(dopts, grpc.WithStatsHandler(m))
 	}
 	dopts = append(append(dopts, o.grpcOpts...), last...)
 	cc, err := grpc.NewClient(naming.Scheme+":///"+o.prefix+service, dopts...)

@@ -206,6 +206,7 @@ func TestNewAndDialRefuseInvalidSettings(t *testing.T) {
 		{"empty idempotent name", etcd, client.WithIdempotent("/"), `idempotent name "/"`},
 		{"nil logger", etcd, client.WithLogger(nil), "nil logger"},
 		{"nil credentials", etcd, client.WithTransportCredentials(nil), "nil transport credentials"},
+		{"outlier interval", etcd, client.WithOutlierDetection(lb.OutlierDetection{}), "outlier detection: interval 0s: must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if cl, err := client.New(tc.etcd, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -6,12 +6,14 @@
 // Close; NewFromEtcd borrows one the caller keeps. Client.Dial returns a
 // *grpc.ClientConn to every instance of a service, resolved on
 // etcd:///<prefix><service> and balanced by lb.P2CEWMA, with health checks,
-// retries of idempotent methods on UNAVAILABLE, keepalive pings the App
-// accepts, and, given a tracer provider, OpenTelemetry spans. An instance
-// that registers again on its address after a restart is connected at
-// once, not after gRPC's reconnect backoff (up to 2 minutes). All conns of
-// one Client share its builder, so conns to one service share one etcd
-// watch.
+// retries of idempotent methods on UNAVAILABLE, outlier ejection of
+// instances that fail a quarter of their calls (lb.DefaultOutlierDetection),
+// keepalive pings the App accepts, and, given a tracer provider,
+// OpenTelemetry spans; WithMetrics exports the balancers' ejections to
+// Prometheus. An instance that registers again on its address after a
+// restart is connected at once, not after gRPC's reconnect backoff (up to
+// 2 minutes). All conns of one Client share its builder, so conns to one
+// service share one etcd watch.
 //
 // Options are of one type: given to New (or NewFromEtcd) they are the
 // defaults of every Dial; given to Dial they apply to that conn, after the

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
+	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 )
 
@@ -64,4 +66,23 @@ func ExampleDial() {
 	_, err := client.Dial(context.Background(), etcd, "file/server")
 	fmt.Println(err)
 	// Output: client: dial: naming: service name "file/server": character '/' not allowed: invalid
+}
+
+// Outlier ejection is on by default (lb.DefaultOutlierDetection); a Client
+// may tune it for its every Dial, and a Dial may turn it off.
+func ExampleWithOutlierDetection() {
+	etcd := naming.ClientConfig{Endpoints: []string{"127.0.0.1:2379"}}
+	od := lb.DefaultOutlierDetection()
+	od.FailurePercentageEjection.Threshold = 50 // eject only instances failing half their calls
+	od.BaseEjectionTime = 10 * time.Second
+	c, err := client.New(etcd, client.WithOutlierDetection(od)) // does not wait for etcd
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	od.MaxEjectionPercent = 150
+	_, err = client.New(etcd, client.WithOutlierDetection(od))
+	fmt.Println(err)
+	// Output: client: outlier detection: maxEjectionPercent 150: must be 0 to 100
 }

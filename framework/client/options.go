@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -33,6 +34,8 @@ type options struct {
 	stream     []grpc.StreamClientInterceptor
 	grpcOpts   []grpc.DialOption
 	logger     *slog.Logger
+	outlier    *lb.OutlierDetection // nil: no ejection
+	metrics    prometheus.Registerer
 }
 
 // newOptions applies opts, in order, over the defaults.
@@ -44,6 +47,7 @@ func newOptions(opts ...[]Option) options {
 		wait:     true,
 		creds:    insecure.NewCredentials(),
 		logger:   slog.Default(),
+		outlier:  new(lb.DefaultOutlierDetection()),
 	}
 	for _, list := range opts {
 		for _, opt := range list {
@@ -112,6 +116,25 @@ func WithGRPCOption(d ...grpc.DialOption) Option {
 // one, of the etcd client; given to Dial, it logs that Dial's warnings.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// WithOutlierDetection sets the outlier ejection of svckit's balancers
+// (the lb.OutlierDetection of their config); default
+// lb.DefaultOutlierDetection(). Another balancer (WithBalancer) runs
+// inside lb.OutlierDetectionPolicy, which ejects by picking again past an
+// ejected instance: see there for the policies that gain from it.
+func WithOutlierDetection(od lb.OutlierDetection) Option {
+	return func(o *options) { o.outlier = new(od.Clone()) }
+}
+
+// WithoutOutlierDetection turns outlier ejection off.
+func WithoutOutlierDetection() Option { return func(o *options) { o.outlier = nil } }
+
+// WithMetrics registers the conns' balancer metrics on reg:
+// svckit_lb_ejections_total (by target, policy and detection method) and
+// svckit_lb_ejected (endpoints ejected now, by target and policy). Conns
+// of one Client share them. Default: no metrics, and no stats handler on
+// the conns (a handler costs gRPC some work on every call).
+func WithMetrics(reg prometheus.Registerer) Option { return func(o *options) { o.metrics = reg } }
+
 // validate returns every invalid setting of o, joined.
 func (o options) validate() error {
 	var errs []error
@@ -126,6 +149,11 @@ func (o options) validate() error {
 	}
 	if o.creds == nil {
 		errs = append(errs, errors.New("nil transport credentials"))
+	}
+	if o.outlier != nil {
+		if err := o.outlier.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("outlier detection: %w", err))
+		}
 	}
 	if err := naming.ValidatePrefix(o.prefix); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/svckit/svckit/framework/lb"
 )
 
 // serviceConfig builds the default service config of a conn: the
@@ -45,13 +47,46 @@ func serviceConfig(o options, byContract [][2]string) (string, error) {
 		names = append(names, name{Service: svc, Method: method})
 	}
 	sc := map[string]any{
-		"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}},
+		"loadBalancingConfig": []map[string]any{balancerConfig(o)},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
 		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
 		"retryThrottling":     map[string]any{"maxTokens": 100, "tokenRatio": 0.1},
 	}
 	b, err := json.Marshal(sc)
 	return string(b), err
+}
+
+// balancerConfig is the loadBalancingConfig entry of o's balancer: with
+// o's outlier detection, in the config of svckit's balancers, or around
+// another (lb.OutlierDetectionPolicy with it as the child policy).
+func balancerConfig(o options) map[string]any {
+	switch {
+	case o.outlier == nil:
+		return map[string]any{o.balancer: map[string]any{}}
+	case o.balancer == lb.P2CEWMA, o.balancer == lb.WeightedRoundRobin, o.balancer == lb.Random, o.balancer == lb.ConsistentHash:
+		return map[string]any{o.balancer: map[string]any{"outlierDetection": o.outlier}}
+	}
+	return map[string]any{lb.OutlierDetectionPolicy: wrapped{o.outlier, []map[string]any{{o.balancer: map[string]any{}}}}}
+}
+
+// wrapped is the config of lb.OutlierDetectionPolicy: an outlier
+// detection's fields and the child policy.
+type wrapped struct {
+	od    *lb.OutlierDetection
+	child []map[string]any
+}
+
+func (w wrapped) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(w.od)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["childPolicy"] = w.child
+	return json.Marshal(m)
 }
 
 // idempotentByContract lists the methods of every protobuf service linked

@@ -14,7 +14,9 @@
 //     "svckit.weight" attribute of each endpoint;
 //   - svckit_random (Random): uniform random;
 //   - svckit_consistent_hash (ConsistentHash): a key set on the call's context with WithHashKey
-//     maps to the same endpoint while the set is stable.
+//     maps to the same endpoint while the set is stable;
+//   - svckit_outlier_detection (OutlierDetectionPolicy): outlier ejection
+//     around another policy, named in its config.
 //
 // Every name carries the "svckit_" prefix, so that a program may link
 // another library's balancers beside these (go-zero registers its own
@@ -33,6 +35,21 @@
 // Each policy's config may set subsetSize: each client then keeps a stable
 // subset of that many endpoints (rendezvous hashing on a per-client key), which
 // changes little when endpoints come and go, and the policy runs inside it.
+//
+// Each policy's config may set outlierDetection (OutlierDetection: the
+// fields and defaults of gRFC A50, as grpc-go's xDS outlier detection and
+// Envoy's): every interval, endpoints whose calls failed far more than the
+// others' are left out of the picker for a time that grows with each
+// ejection in a row. It runs in the shared builder, so it works the same
+// under every policy, inside the subset if any. A pick counts its call's
+// result with an atomic add and no allocation; a sweeper goroutine per
+// balancer, started when the config turns ejection on and stopped by
+// Close, ejects and lets back in. Each ejection and return is logged at
+// info with the endpoint's address, and the channel's MetricsRecorder
+// (grpc.WithStatsHandler) gets the svckit.lb.ejections counter and the
+// svckit.lb.ejected gauge. Around any other policy (grpc-go's round_robin,
+// say), svckit_outlier_detection (OutlierDetectionPolicy) runs the same
+// ejection, picking again when the child picks an ejected endpoint.
 //
 // lb does not import naming: the two meet only in the attribute keys, which
 // are plain strings.

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
+	"slices"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
 	"google.golang.org/grpc/connectivity"
+	estats "google.golang.org/grpc/experimental/stats"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 )
@@ -32,6 +33,10 @@ type Config struct {
 	// SubsetKey identifies the client for subsetting. Default: random per
 	// balancer, so that clients spread evenly.
 	SubsetKey string `json:"subsetKey,omitempty"`
+	// OutlierDetection, if set with one of its ejections, leaves endpoints
+	// whose calls fail out of the picker for a while (within the subset,
+	// if any). Default unset: no ejection.
+	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
 }
 
 func parseConfig(name string, js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
@@ -43,6 +48,11 @@ func parseConfig(name string, js json.RawMessage) (serviceconfig.LoadBalancingCo
 	}
 	if cfg.SubsetSize < 0 || cfg.SubsetSize > 10_000 {
 		return nil, fmt.Errorf("lb: %s subsetSize %d: must be 0 to 10000", name, cfg.SubsetSize)
+	}
+	if cfg.OutlierDetection != nil {
+		if err := cfg.OutlierDetection.Validate(); err != nil {
+			return nil, fmt.Errorf("lb: %s outlierDetection: %w", name, err)
+		}
 	}
 	return cfg, nil
 }
@@ -79,30 +89,31 @@ func (b builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingCon
 }
 
 func (b builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	sb := &shardedBalancer{
-		ClientConn: cc,
-		name:       b.name,
-		policy:     b.newPolicy(),
-		stats:      resolver.NewEndpointMap[*endpointStats](),
-		subsetKey:  rand.Text(),
-		log:        slog.Default().With("component", "lb", "policy", b.name, "target", opts.Target.String()),
+	sb := &shardedBalancer{ClientConn: cc, policy: b.newPolicy(), subsetKey: rand.Text()}
+	sb.ejector = ejector{
+		name:     b.name,
+		target:   opts.Target.String(),
+		log:      slog.Default().With("component", "lb", "policy", b.name, "target", opts.Target.String()),
+		recorder: func() estats.MetricsRecorder { return cc.MetricsRecorder() },
+		rebuild:  sb.publish,
+		wake:     make(chan struct{}, 1),
+		stats:    resolver.NewEndpointMap[*endpointStats](),
 	}
 	sb.child = endpointsharding.NewBalancer(sb, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
 	return sb
 }
 
 // shardedBalancer runs a pickfirst child per endpoint and builds its
-// policy's picker over the ready ones.
+// policy's picker over the ready ones, less those its ejector ejected.
 type shardedBalancer struct {
 	balancer.ClientConn // intercepts UpdateState from the child
-	name                string
+	ejector             // the endpoints' stats and mu
 	child               balancer.Balancer
 	policy              policy
-	log                 *slog.Logger
 
-	mu        sync.Mutex
-	stats     *resolver.EndpointMap[*endpointStats]
-	subsetKey string
+	// Under mu.
+	subsetKey  string
+	childState balancer.State // the child's latest, to build pickers again on ejections
 }
 
 func (b *shardedBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
@@ -131,8 +142,18 @@ func (b *shardedBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 			b.stats.Delete(ep)
 		}
 	}
+	// Every endpoint has its stats from the start, ready or not, as outlier
+	// detection counts them all toward MaxEjectionPercent.
+	for _, ep := range eps {
+		if _, ok := b.stats.Get(ep); !ok {
+			b.stats.Set(ep, newEndpointStats())
+		}
+	}
 	if u, ok := b.policy.(endpointsPolicy); ok {
 		u.endpoints(eps)
+	}
+	if b.setOutlier(cfg.OutlierDetection) {
+		b.publish()
 	}
 	b.mu.Unlock()
 	rs := s.ResolverState
@@ -151,17 +172,44 @@ func (b *shardedBalancer) UpdateSubConnState(sc balancer.SubConn, s balancer.Sub
 
 func (b *shardedBalancer) ExitIdle() { b.child.ExitIdle() }
 
-func (b *shardedBalancer) Close() { b.child.Close() }
+// Close stops the outlier sweeper, waits for it, then closes the child.
+func (b *shardedBalancer) Close() {
+	b.ejector.close()
+	b.child.Close()
+}
 
 // UpdateState receives the child's aggregate state and replaces its picker
 // with the policy's over the ready endpoints.
 func (b *shardedBalancer) UpdateState(s balancer.State) {
-	children := endpointsharding.ChildStatesFromPicker(s.Picker)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.childState = s
+	b.publish()
+}
+
+// publish hands the channel the policy's picker over the ready endpoints
+// of the child's latest state, less the ejected ones, unless every one is.
+// Called with mu held, by the child's updates and by outlier sweeps.
+func (b *shardedBalancer) publish() {
+	s := b.childState
+	if b.closed || s.Picker == nil {
+		return
+	}
 	var eps []ready
-	for _, c := range children {
-		if c.State.ConnectivityState == connectivity.Ready {
-			eps = append(eps, ready{endpoint: c.Endpoint, picker: c.State.Picker})
+	ejected := 0
+	for _, c := range endpointsharding.ChildStatesFromPicker(s.Picker) {
+		if c.State.ConnectivityState != connectivity.Ready {
+			continue
 		}
+		st, ok := b.stats.Get(c.Endpoint)
+		if !ok {
+			st = newEndpointStats()
+			b.stats.Set(c.Endpoint, st)
+		}
+		if !st.ejectedAt.IsZero() {
+			ejected++
+		}
+		eps = append(eps, ready{endpoint: c.Endpoint, picker: c.State.Picker, stats: st})
 	}
 	if len(eps) == 0 {
 		// Connecting, idle or failing everywhere: endpointsharding's picker
@@ -169,15 +217,13 @@ func (b *shardedBalancer) UpdateState(s balancer.State) {
 		b.ClientConn.UpdateState(s)
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for i := range eps {
-		st, ok := b.stats.Get(eps[i].endpoint)
-		if !ok {
-			st = newEndpointStats()
-			b.stats.Set(eps[i].endpoint, st)
+	if ejected > 0 && ejected < len(eps) {
+		eps = slices.DeleteFunc(eps, func(r ready) bool { return !r.stats.ejectedAt.IsZero() })
+	}
+	if b.outlier.enabled() {
+		for i := range eps {
+			eps[i].picker = &countingPicker{child: eps[i].picker, stats: eps[i].stats}
 		}
-		eps[i].stats = st
 	}
 	b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: b.policy.picker(eps)})
 }

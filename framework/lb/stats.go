@@ -50,6 +50,15 @@ type endpointStats struct {
 	failures atomic.Int64
 	failing  atomic.Bool // the last call failed
 
+	// Outlier detection: the calls of the interval under way by their
+	// result, counted by countDone (count, bound once), and, under the
+	// balancer's mu, when the endpoint was ejected (zero: it is not) and
+	// A50's ejection time multiplier.
+	okCalls, badCalls atomic.Int64
+	countDone         func(balancer.DoneInfo)
+	ejectedAt         time.Time
+	ejections         int
+
 	mu   sync.Mutex // serialises observe
 	last int64      // nanotime of the last sample
 	// penalised says that ewma holds a failure penalty that no successful
@@ -62,7 +71,11 @@ type endpointStats struct {
 	penaltyAt int64
 }
 
-func newEndpointStats() *endpointStats { return &endpointStats{} }
+func newEndpointStats() *endpointStats {
+	s := &endpointStats{}
+	s.countDone = s.count
+	return s
+}
 
 // latency returns the estimate, and whether there is one.
 func (s *endpointStats) latency() (float64, bool) {

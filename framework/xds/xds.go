@@ -43,6 +43,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/serve"
 )
@@ -72,9 +73,10 @@ const (
 )
 
 type options struct {
-	prefix string
-	log    *slog.Logger
-	wrr    bool
+	prefix  string
+	log     *slog.Logger
+	wrr     bool
+	outlier *lb.OutlierDetection // nil: none
 }
 
 // Option configures a Server.
@@ -91,6 +93,18 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // balances on the load servers report (framework.WithORCA) instead of
 // taking turns.
 func WithWeightedRoundRobin() Option { return func(o *options) { o.wrr = true } }
+
+// WithOutlierDetection sets the outlier detection of every Cluster, which
+// gRPC's xDS clients run as gRFC A50 says; default
+// lb.DefaultOutlierDetection(), the thick client's. A gRPC xDS client
+// counts every error as a failure, where svckit's balancers leave out
+// RESOURCE_EXHAUSTED and the caller's errors (see lb.OutlierDetection).
+func WithOutlierDetection(od lb.OutlierDetection) Option {
+	return func(o *options) { o.outlier = new(od.Clone()) }
+}
+
+// WithoutOutlierDetection serves Clusters without outlier detection.
+func WithoutOutlierDetection() Option { return func(o *options) { o.outlier = nil } }
 
 // Server is an xDS management server fed by etcd.
 type Server struct {
@@ -126,12 +140,17 @@ type Instance struct {
 // New returns a Server that reads etcd through b. Register it on a gRPC
 // server and Run it.
 func New(b *naming.Builder, opts ...Option) (*Server, error) {
-	o := options{prefix: naming.DefaultPrefix, log: slog.Default()}
+	o := options{prefix: naming.DefaultPrefix, log: slog.Default(), outlier: new(lb.DefaultOutlierDetection())}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if err := naming.ValidatePrefix(o.prefix); err != nil {
 		return nil, fmt.Errorf("xds: %w", err)
+	}
+	if o.outlier != nil {
+		if err := o.outlier.Validate(); err != nil {
+			return nil, fmt.Errorf("xds: outlier detection: %w", err)
+		}
 	}
 	o.log = o.log.With("component", "xds")
 	s := &Server{
@@ -401,7 +420,7 @@ func (s *Server) resources(services map[string][]Instance) (clusters, endpoints,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		c, err := cluster(name, s.opts.wrr)
+		c, err := cluster(name, s.opts.wrr, s.opts.outlier)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -466,7 +485,7 @@ func loadAssignment(name string, ins []Instance) (*endpointv3.ClusterLoadAssignm
 	return cla, nil
 }
 
-func cluster(name string, wrr bool) (*clusterv3.Cluster, error) {
+func cluster(name string, wrr bool, od *lb.OutlierDetection) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -474,7 +493,8 @@ func cluster(name string, wrr bool) (*clusterv3.Cluster, error) {
 			ResourceApiVersion:    corev3.ApiVersion_V3,
 			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 		}},
-		LbPolicy: clusterv3.Cluster_ROUND_ROBIN,
+		LbPolicy:         clusterv3.Cluster_ROUND_ROBIN,
+		OutlierDetection: outlierDetection(od),
 	}
 	if wrr {
 		// Weights count 2s after an instance's first report (gRPC's
@@ -497,6 +517,41 @@ func cluster(name string, wrr bool) (*clusterv3.Cluster, error) {
 			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.wrr_locality", TypedConfig: outer}}}}
 	}
 	return c, nil
+}
+
+// outlierDetection is od as Envoy's OutlierDetection, read by gRPC's xDS
+// client as A50 says: an ejection whose enforcing percentage is 0 is off,
+// so the one od leaves unset gets 0 (Envoy's default for success rate is
+// 100), as do Envoy's consecutive-error ejections, which gRPC ignores, so
+// that an Envoy ejects as gRPC does. nil if od is.
+func outlierDetection(od *lb.OutlierDetection) *clusterv3.OutlierDetection {
+	if od == nil {
+		return nil
+	}
+	u := wrapperspb.UInt32
+	out := &clusterv3.OutlierDetection{
+		Interval:                           durationpb.New(od.Interval),
+		BaseEjectionTime:                   durationpb.New(od.BaseEjectionTime),
+		MaxEjectionTime:                    durationpb.New(od.MaxEjectionTime),
+		MaxEjectionPercent:                 u(od.MaxEjectionPercent),
+		EnforcingSuccessRate:               u(0),
+		EnforcingFailurePercentage:         u(0),
+		EnforcingConsecutive_5Xx:           u(0),
+		EnforcingConsecutiveGatewayFailure: u(0),
+	}
+	if sr := od.SuccessRateEjection; sr != nil {
+		out.EnforcingSuccessRate = u(sr.EnforcementPercentage)
+		out.SuccessRateStdevFactor = u(sr.StdevFactor)
+		out.SuccessRateMinimumHosts = u(sr.MinimumHosts)
+		out.SuccessRateRequestVolume = u(sr.RequestVolume)
+	}
+	if fp := od.FailurePercentageEjection; fp != nil {
+		out.EnforcingFailurePercentage = u(fp.EnforcementPercentage)
+		out.FailurePercentageThreshold = u(fp.Threshold)
+		out.FailurePercentageMinimumHosts = u(fp.MinimumHosts)
+		out.FailurePercentageRequestVolume = u(fp.RequestVolume)
+	}
+	return out
 }
 
 func listener(name string) (*listenerv3.Listener, error) {
