@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/serve"
+	"github.com/svckit/svckit/framework/throttle"
 )
 
 // Client dials svckit services through one etcd client and one resolver
@@ -195,6 +197,17 @@ func (c *Client) newConn(service string, o options, rb resolver.Builder, last ..
 		return nil, fmt.Errorf("client: dial %s: %w", service, err)
 	}
 	unary, stream := o.unary, o.stream
+	if o.throttle != nil {
+		th, err := throttle.New(o.throttle...)
+		if err != nil {
+			return nil, fmt.Errorf("client: dial %s: %w", service, err)
+		}
+		unary = append(slices.Clip(unary), th.UnaryClientInterceptor())
+		stream = append(slices.Clip(stream), th.StreamClientInterceptor())
+	}
+	if o.hedge != (hedging{}) {
+		unary = append(slices.Clip(unary), newHedger(o.hedge, o.idempotent, c.byContract).unary)
+	}
 	if t := tracing.New(o.tp); t != nil {
 		unary = append([]grpc.UnaryClientInterceptor{t.UnaryClient()}, unary...)
 		stream = append([]grpc.StreamClientInterceptor{t.StreamClient()}, stream...)

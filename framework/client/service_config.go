@@ -27,33 +27,37 @@ import (
 // outage of every instance, about one attempt a call, not three. gRPC
 // refills the budget on every resolver update.
 func serviceConfig(o options, byContract [][2]string) (string, error) {
-	type name struct {
-		Service string `json:"service,omitempty"`
-		Method  string `json:"method,omitempty"`
-	}
 	retry := map[string]any{
 		"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "1s", "backoffMultiplier": 2,
 		"retryableStatusCodes": []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"},
 	}
-	names := []name{{Service: healthpb.Health_ServiceDesc.ServiceName, Method: "Check"}}
+	health := []methodName{{Service: healthpb.Health_ServiceDesc.ServiceName, Method: "Check"}}
+	var names []methodName
 	for _, m := range byContract {
-		names = append(names, name{Service: m[0], Method: m[1]})
+		names = append(names, methodName{Service: m[0], Method: m[1]})
 	}
 	for _, n := range o.idempotent {
 		svc, method, err := splitIdempotent(n)
 		if err != nil {
 			return "", err
 		}
-		names = append(names, name{Service: svc, Method: method})
+		names = append(names, methodName{Service: svc, Method: method})
 	}
 	sc := map[string]any{
 		"loadBalancingConfig": []map[string]any{balancerConfig(o)},
 		"healthCheckConfig":   map[string]any{"serviceName": ""},
-		"methodConfig":        []map[string]any{{"name": names, "retryPolicy": retry}},
+		"methodConfig":        []map[string]any{{"name": append(health, names...), "retryPolicy": retry}},
 		"retryThrottling":     map[string]any{"maxTokens": 100, "tokenRatio": 0.1},
 	}
 	b, err := json.Marshal(sc)
 	return string(b), err
+}
+
+// methodName names a method, or with no Method a service, in a method
+// config.
+type methodName struct {
+	Service string `json:"service,omitempty"`
+	Method  string `json:"method,omitempty"`
 }
 
 // balancerConfig is the loadBalancingConfig entry of o's balancer: with
