@@ -66,8 +66,8 @@ type Stats struct {
 	// CPU is the share of the CPU the process may use that it used, over
 	// the last samples (0 to 1; 1 when unknown).
 	CPU float64
-	// Cores is how many cores the process may use: its cgroup's quota, or
-	// the machine's.
+	// Cores is how many cores the process may use: the least of its
+	// cgroup's quota, GOMAXPROCS and the machine's.
 	Cores float64
 }
 
@@ -107,7 +107,10 @@ func New(opts ...Option) (*Limiter, error) {
 	case c.buckets < 2 || c.window < time.Duration(c.buckets)*time.Millisecond:
 		return nil, fmt.Errorf("overload: window %s in %d buckets: want at least 2 buckets of 1ms", c.window, c.buckets)
 	}
-	cores := float64(runtime.NumCPU())
+	// The Go scheduler runs Go code on at most GOMAXPROCS threads, so a
+	// process limited that way (by hand, or by Go 1.25+ from the cgroup's
+	// quota, rounded up) can use no more, whatever the machine has.
+	cores := float64(min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))
 	if q, ok, err := cgroupCores(c.root); err != nil {
 		return nil, err
 	} else if ok && q < cores {

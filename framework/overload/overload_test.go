@@ -261,6 +261,26 @@ func TestCPUShareOfTheCgroupQuota(t *testing.T) {
 	}
 }
 
+// The cores the process may use are at most GOMAXPROCS: with GOMAXPROCS
+// 1 on a larger machine, one core, so that a process held to one core
+// reads its one busy core as busy (not half of two).
+func TestCoresAtMostGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  float64
+	}{
+		{"no quota", map[string]string{}, 1},
+		{"quota of two cores", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "200000 100000\n"}, 1},
+		{"quota of half a core", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "50000 100000\n"}, 0.5},
+	} {
+		if have := mustNew(t, WithCgroupRoot(writeTree(t, tc.files))).Stats().Cores; have != tc.want {
+			t.Errorf("%s, GOMAXPROCS 1 of %d CPUs: cores %v, want %v", tc.name, runtime.NumCPU(), have, tc.want)
+		}
+	}
+}
+
 func TestNewRefusesBadSettings(t *testing.T) {
 	for _, o := range []Option{WithCPUThreshold(0), WithCPUThreshold(1.5), WithCPUThreshold(math.NaN()), WithWindow(time.Second, 1), WithWindow(time.Millisecond, 10)} {
 		if _, err := New(o); err == nil || !strings.HasPrefix(err.Error(), "overload: ") {
