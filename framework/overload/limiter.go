@@ -80,6 +80,8 @@ type Limiter struct {
 	inflight atomic.Int64
 	shed     atomic.Uint64
 	lastShed atomic.Int64  // unix nanoseconds; 0: never
+	queuedAt atomic.Int64  // unix nanoseconds when a call Tap admitted last waited over minRT for its handler
+	minRT    atomic.Int64  // nanoseconds: the window's shortest call, as limit last found it
 	cpu      atomic.Uint64 // math.Float64bits of the utilization
 	now      func() time.Time
 
@@ -172,11 +174,15 @@ func (l *Limiter) Allow(method string) (done func(), ok bool) {
 	}
 	l.inflight.Add(1)
 	start := l.now()
-	return func() {
-		end := l.now()
-		l.inflight.Add(-1)
-		l.record(end, end.Sub(start))
-	}, true
+	return func() { l.release(start) }, true
+}
+
+// release ends a call admitted at start: it leaves the calls in flight,
+// and its latency counts.
+func (l *Limiter) release(start time.Time) {
+	end := l.now()
+	l.inflight.Add(-1)
+	l.record(end, end.Sub(start))
 }
 
 // AllowStream admits a stream of method when it opens, or returns false to
@@ -197,14 +203,23 @@ func (l *Limiter) priority(method string) Priority {
 }
 
 // overloaded reports whether a call of priority p, with inflight calls in
-// flight before it, is over the limit while the CPU is busy or the limiter
-// shed with the CPU busy within the last second, and counts it shed if so.
-// Only a shed with the CPU busy starts that second: sheds within it do not
-// prolong it, so shedding ends a second after the CPU calms down.
+// flight before it, is over the limit while the CPU is busy, the calls
+// queue, or the limiter shed with the CPU busy within the last second; and
+// counts it shed if so. Only a shed with the CPU busy starts that second:
+// sheds within it do not prolong it, so shedding ends a second after the
+// CPU calms down.
+//
+// The calls queue when a call admitted by Tap waited longer for its
+// handler than the shortest call of the window takes, within the last
+// bucket: the process had no CPU free to start it, seen at once, where the
+// CPU's share shows only in its next samples. A process that waits on I/O
+// starts its calls at once.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
 	busy := l.CPU() >= l.cfg.threshold
-	if !busy && now.UnixNano()-l.lastShed.Load() > int64(time.Second) {
+	recent := now.UnixNano()-l.lastShed.Load() <= int64(time.Second)
+	queued := now.UnixNano()-l.queuedAt.Load() <= int64(l.bucket)
+	if !busy && !recent && !queued {
 		return false
 	}
 	limit := l.limit(now)
@@ -226,8 +241,9 @@ func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 
 // limit returns the calls in flight the instance served in the window:
 // the most completed in a bucket per second times the shortest latency of
-// a call, rounded up; at least the cores it may use. 0 before the first
-// full bucket.
+// a call, rounded up, plus one waiting call per core it may use, so that a
+// core that finishes a call finds the next one there instead of idling
+// until one arrives. 0 before the first full bucket.
 //
 // The shortest call is the one that waited least: a mean would count the
 // queueing, and the limit would follow the load instead of the capacity.
@@ -254,9 +270,18 @@ func (l *Limiter) limit(now time.Time) int64 {
 	if maxPass == 0 {
 		return 0
 	}
+	l.minRT.Store(int64(rt))
 	perSecond := float64(maxPass) * float64(time.Second) / float64(l.bucket)
 	n := int64(math.Ceil(perSecond * rt.Seconds()))
-	return max(n, int64(math.Ceil(l.cores)))
+	return n + int64(math.Ceil(l.cores))
+}
+
+// waited notes that a call Tap admitted at arrived reached its handler
+// at now.
+func (l *Limiter) waited(arrived, now time.Time) {
+	if rt := l.minRT.Load(); rt > 0 && now.Sub(arrived) > time.Duration(rt) {
+		l.queuedAt.Store(now.UnixNano())
+	}
 }
 
 // complete reports whether b is a bucket of the window before cur, the
@@ -265,13 +290,15 @@ func (l *Limiter) complete(b bucket, cur int64) bool {
 	return b.id < cur && b.id > cur-int64(len(l.ring)) && b.pass > 0
 }
 
-// record counts a call completed at end that took rt.
+// record counts a call completed at end that took rt, and finds the
+// window's shortest call again at each new bucket, for waited.
 func (l *Limiter) record(end time.Time, rt time.Duration) {
 	id := end.UnixNano() / int64(l.bucket)
 	rt = max(rt, time.Microsecond)
 	l.mu.Lock()
 	b := &l.ring[id%int64(len(l.ring))]
-	if b.id != id {
+	next := b.id != id
+	if next {
 		*b = bucket{id: id}
 	}
 	b.pass++
@@ -279,6 +306,9 @@ func (l *Limiter) record(end time.Time, rt time.Duration) {
 		b.minRT = rt
 	}
 	l.mu.Unlock()
+	if next { // the window moved: its shortest call may have changed
+		l.limit(end)
+	}
 }
 
 // Stats returns the limiter's state now.
