@@ -80,13 +80,15 @@ type Limiter struct {
 	inflight atomic.Int64
 	shed     atomic.Uint64
 	lastShed atomic.Int64  // unix nanoseconds; 0: never
-	queuedAt atomic.Int64  // unix nanoseconds when a call Tap admitted last waited over minRT for its handler
+	queuedAt atomic.Int64  // unix nanoseconds when the calls Tap admitted last all waited over minRT for their handlers
 	minRT    atomic.Int64  // nanoseconds: the window's shortest call, as limit last found it
 	cpu      atomic.Uint64 // math.Float64bits of the utilization
 	now      func() time.Time
 
-	mu   sync.Mutex
-	ring []bucket // by bucket number modulo len
+	mu    sync.Mutex
+	ring  []bucket      // by bucket number modulo len
+	qFrom time.Time     // start of the current stretch of waits (see waited)
+	qMin  time.Duration // the least wait within it
 }
 
 // bucket holds what completed within one bucket of time.
@@ -209,11 +211,12 @@ func (l *Limiter) priority(method string) Priority {
 // sheds within it do not prolong it, so shedding ends a second after the
 // CPU calms down.
 //
-// The calls queue when a call admitted by Tap waited longer for its
-// handler than the shortest call of the window takes, within the last
-// bucket: the process had no CPU free to start it, seen at once, where the
-// CPU's share shows only in its next samples. A process that waits on I/O
-// starts its calls at once.
+// The calls queue when the calls admitted by Tap have all waited longer
+// for their handlers than the shortest call of the window takes, for a
+// while (see waited), within the last bucket: the process had no CPU free
+// to start them, seen within milliseconds, where the CPU's share shows
+// only in its next samples. A process that waits on I/O starts its calls
+// at once.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
 	busy := l.CPU() >= l.cfg.threshold
@@ -276,12 +279,27 @@ func (l *Limiter) limit(now time.Time) int64 {
 	return n + int64(math.Ceil(l.cores))
 }
 
-// waited notes that a call Tap admitted at arrived reached its handler
-// at now.
+// waited notes that a call Tap admitted at arrived reached its handler at
+// now. Calls queue for the CPU when every call that reached its handler
+// over a stretch of ten of the window's shortest calls had waited longer
+// than one: a queue that stood that long, where a burst of calls drains
+// at once and leaves some call to find the CPU free (as CoDel tells a
+// standing queue from a burst, by the least wait over an interval).
 func (l *Limiter) waited(arrived, now time.Time) {
-	if rt := l.minRT.Load(); rt > 0 && now.Sub(arrived) > time.Duration(rt) {
+	rt := time.Duration(l.minRT.Load())
+	if rt == 0 {
+		return
+	}
+	wait := now.Sub(arrived)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if since := now.Sub(l.qFrom); since < 10*rt {
+		l.qMin = min(l.qMin, wait)
+		return
+	} else if since < 20*rt && l.qMin > rt {
 		l.queuedAt.Store(now.UnixNano())
 	}
+	l.qFrom, l.qMin = now, wait
 }
 
 // complete reports whether b is a bucket of the window before cur, the

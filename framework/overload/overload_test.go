@@ -408,40 +408,56 @@ func TestTapShedsOnArrival(t *testing.T) {
 	poll.Until(t, 10*time.Second, "the stream's and the unknown method's slots free", func() bool { return l.Stats().InFlight == 0 })
 }
 
-// Through Tap, a call that waited for its handler longer than the
-// window's shortest call shows the calls queue for the CPU, before the
-// CPU's samples do: for a bucket, calls over the limit are shed with the
-// CPU calm; then, the queue gone, they are not.
+// Through Tap, calls that all waited for their handlers longer than the
+// window's shortest call, for ten of its length, show that the calls queue
+// for the CPU before the CPU's samples do: for a bucket, calls over the
+// limit are shed with the CPU calm; then, the queue gone, they are not. A
+// burst, in which a call found the CPU free, is not a queue.
 func TestTapShedsWhileCallsQueue(t *testing.T) {
-	c := newClock()
-	l := mustNew(t, WithCgroupRoot(oneCore(t)))
-	l.useClock(c)
-	serve(l, c, 10, 10, 10*time.Millisecond) // 100 calls/s of 10 ms: limit 1+1
-	l.setCPU(0)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	info := &tap.Info{FullMethodName: "/p.S/M"}
-	var admitted []context.Context
-	for range 3 { // the CPU calm and no queue: over the limit, admitted
-		tctx, err := l.Tap(ctx, info)
-		if err != nil {
-			t.Fatalf("shed with the CPU calm and no queue: %v", err)
-		}
-		admitted = append(admitted, tctx)
-	}
-	c.add(20 * time.Millisecond) // the first reaches its handler late
-	_, err := l.UnaryServerInterceptor()(admitted[0], nil, &grpc.UnaryServerInfo{FullMethod: "/p.S/M"}, func(context.Context, any) (any, error) {
-		if _, err := l.Tap(ctx, info); status.Code(err) != codes.ResourceExhausted {
-			t.Errorf("a call arriving at 3 in flight of 2 after a call queued 20 ms: %v, want RESOURCE_EXHAUSTED", err)
-		}
-		return nil, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.add(l.bucket + time.Millisecond)
-	if _, err := l.Tap(ctx, info); err != nil {
-		t.Fatalf("shed a bucket after the last call queued, with the CPU calm: %v", err)
+	for _, tc := range []struct {
+		name  string
+		waits []time.Duration // of the calls reaching their handlers 20 ms apart
+		shed  bool
+	}{
+		{"standing queue", []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 15 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}, true},
+		{"burst", []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 0, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			l := mustNew(t, WithCgroupRoot(oneCore(t)))
+			l.useClock(c)
+			serve(l, c, 10, 10, 10*time.Millisecond) // 100 calls/s of 10 ms: limit 1+1
+			l.setCPU(0)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			info := &tap.Info{FullMethodName: "/p.S/M"}
+			unary := l.UnaryServerInterceptor()
+			admit := func() context.Context {
+				tctx, err := l.Tap(ctx, info)
+				if err != nil {
+					t.Fatalf("shed with the CPU calm and no queue seen: %v", err)
+				}
+				return tctx
+			}
+			admit() // two calls held in flight, over the limit with the
+			admit() // CPU calm: admitted
+			for i, w := range tc.waits {
+				tctx := admit()
+				c.add(w)
+				if _, err := unary(tctx, nil, &grpc.UnaryServerInfo{FullMethod: "/p.S/M"}, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				c.add(20*time.Millisecond - w)
+			}
+			_, err := l.Tap(ctx, info)
+			if shed := status.Code(err) == codes.ResourceExhausted; shed != tc.shed {
+				t.Fatalf("a call arriving at 2 in flight of 2, the CPU calm: %v, want shed %v", err, tc.shed)
+			}
+			c.add(l.bucket + time.Millisecond)
+			if _, err := l.Tap(ctx, info); err != nil {
+				t.Fatalf("shed a bucket after the calls last queued, with the CPU calm: %v", err)
+			}
+		})
 	}
 }
 
