@@ -37,9 +37,9 @@
 // (metrics, logging, recovery); svckit's limit sheds at the call's arrival
 // (grpc.InTapHandle) and its interceptor sits before logging.
 //
-// The server runs with GOMAXPROCS=1 and, on a machine of two cores or
-// more, pinned to the last CPU (the affinity of the thread that forks it),
-// so that its capacity is one core and the load generator has the others.
+// The server runs with GOMAXPROCS=1, so that its capacity is one core and
+// the load generator has the others; it is not pinned to a CPU, so that on
+// a machine shared with other work it runs on whichever core is free.
 // go-zero and kratos read the CPU of the process's cgroup; outside a
 // container that is the machine's, load generator and other processes
 // included, which they then divide by the machine's cores.
@@ -68,8 +68,9 @@
 //     not sent with 4,096 in flight);
 //   - recovery: seconds from the end of the overload to the first of three
 //     windows of 100 ms in a row (by scheduled start) in which every call
-//     succeeded and their p99 was within twice the unloaded p99; "never"
-//     if not by the end of the run.
+//     succeeded and their p99 was within three times the unloaded p99 (the
+//     issue's bound for admitted calls); "never" if not by the end of the
+//     run.
 //
 // Each figure is the median of the rounds, with [min–max].
 //

@@ -15,7 +15,6 @@ import (
 
 	"github.com/zeromicro/go-zero/core/logx"
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -155,13 +154,17 @@ func measureBaseline(t *testing.T, iters int) baseline {
 }
 
 // startServer starts the test binary as a server with protection p, held
-// to one core: GOMAXPROCS=1 and, on a machine of more, pinned to its last
-// CPU, so that the load generator has the others. It returns a
-// connection to it, and stop, which closes both (at the latest when t
-// ends).
+// to one core by GOMAXPROCS=1 on a machine of more (not pinned: on a
+// machine shared with other work, a pinned server waits for its core while
+// another is free). It returns a connection to it, and stop, which closes
+// both (at the latest when t ends).
 func startServer(t *testing.T, p string, iters int) (cc *grpc.ClientConn, stop func()) {
 	t.Helper()
-	cc, _, stop = startProcess(t, p, pinnedStart(t, []string{serverEnv + "=" + p, itersEnv + "=" + strconv.Itoa(iters), "GOMAXPROCS=1"}))
+	pr, err := proc.Start(os.Args[0], nil, []string{serverEnv + "=" + p, itersEnv + "=" + strconv.Itoa(iters), "GOMAXPROCS=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, _, stop = startProcess(t, p, pr)
 	return cc, stop
 }
 
@@ -189,40 +192,6 @@ func startProcess(t *testing.T, p string, pr *proc.Proc) (cc *grpc.ClientConn, a
 		t.Fatal(err)
 	}
 	return cc, admin, stop
-}
-
-// pinnedStart starts the server from a thread pinned to the last CPU: a
-// child inherits the affinity of the thread that forks it.
-func pinnedStart(t *testing.T, env []string) *proc.Proc {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var all unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &all); err != nil {
-		t.Fatal(err)
-	}
-	if n := all.Count(); n > 1 {
-		last := -1
-		for c := 0; c < 1024; c++ {
-			if all.IsSet(c) {
-				last = c
-			}
-		}
-		var one unix.CPUSet
-		one.Set(last)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := unix.SchedSetaffinity(0, &all); err != nil {
-				t.Fatal(err)
-			}
-		}()
-	}
-	pr, err := proc.Start(os.Args[0], nil, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pr
 }
 
 // runOne runs one server with protection p through a calm start, an
@@ -299,11 +268,12 @@ func measure(t *testing.T, calls []call, base baseline, pl plan) outcome {
 // Recovery is measured in windows of recoveryWindow by scheduled start,
 // from the end of the overload: the first window that begins
 // recoveryRun good windows in a row, each with every call successful and
-// a p99 within recoveryP99 of the unloaded p99.
+// a p99 within recoveryP99 of the unloaded p99 (the bound the issue sets
+// for the calls admitted during an overload).
 const (
 	recoveryWindow = 100 * time.Millisecond
 	recoveryRun    = 3
-	recoveryP99    = 2
+	recoveryP99    = 3
 )
 
 // recovery returns when the server recovered after the overload, or
