@@ -424,7 +424,7 @@ func (h *harness) checkGoTest(text string) []error {
 	}
 	var dirs []string
 	for _, p := range pkgs {
-		if !strings.HasPrefix(p, "./") {
+		if p != "." && !strings.HasPrefix(p, "./") {
 			errs = append(errs, fmt.Errorf("package %q: not a relative path", p))
 			continue
 		}
