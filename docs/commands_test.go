@@ -89,6 +89,8 @@ var rules = []rule{
 	{re: regexp.MustCompile(`^cat > \S+ <<'EOF'\n`), kind: run},
 	{re: regexp.MustCompile(`^\(?cd \S+ && go (test|generate) \./\.\.\.\)?$`), kind: run},
 	{re: regexp.MustCompile(`^(\w+=\S+ )*(nice )?go test `), kind: check},
+	// A benchmark of a nested module, run from its directory.
+	{re: regexp.MustCompile(`^cd bench/\w+ && (\w+=\S+ )*go test `), kind: check},
 	// etcdctl without --endpoints: a reference against the reader's own etcd.
 	{re: regexp.MustCompile(`^(kubectl|grpcurl|grpc-health-probe|curl|etcdctl) `), kind: external},
 }
@@ -380,8 +382,15 @@ func classify(text string) (rule, bool) {
 
 // checkGoTest checks a go test command without running it: its packages
 // exist, its flags are go test's or defined by the package's tests, and its
-// -run and -bench patterns compile and -bench names a benchmark.
+// -run and -bench patterns compile and -bench names a benchmark. A leading
+// "cd DIR && " makes the packages relative to DIR.
 func (h *harness) checkGoTest(text string) []error {
+	base := h.work
+	if rest, ok := strings.CutPrefix(text, "cd "); ok {
+		if dir, cmd, ok := strings.Cut(rest, " && "); ok {
+			base, text = filepath.Join(h.work, dir), cmd
+		}
+	}
 	args, err := splitWords(text)
 	if err != nil {
 		return []error{err}
@@ -415,11 +424,11 @@ func (h *harness) checkGoTest(text string) []error {
 	}
 	var dirs []string
 	for _, p := range pkgs {
-		if !strings.HasPrefix(p, "./") {
+		if p != "." && !strings.HasPrefix(p, "./") {
 			errs = append(errs, fmt.Errorf("package %q: not a relative path", p))
 			continue
 		}
-		d := filepath.Join(h.work, strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/"))
+		d := filepath.Join(base, strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/"))
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			errs = append(errs, fmt.Errorf("package %s: no such directory", p))
 			continue

@@ -111,12 +111,16 @@ func New(name string, opts ...Option) (*App, error) {
 }
 
 // serverOptions returns the options of the gRPC server, later ones winning:
-// the interceptor chain, the limits, the keepalive policy, TLS, the user's
-// (WithServerOption), then ORCA's (load is nil without WithORCA).
+// the interceptor chain, the limits, the keepalive policy, load shedding's
+// tap, TLS, the user's (WithServerOption), then ORCA's (load is nil
+// without WithORCA).
 func (a *App) serverOptions(load *loadReporter) ([]grpc.ServerOption, error) {
 	unary, stream := a.interceptors(load)
 	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 	sopts = append(append(sopts, a.opts.limits.ServerOptions()...), serve.Keepalive()...)
+	if a.limiter != nil {
+		sopts = append(sopts, grpc.InTapHandle(a.limiter.Tap))
+	}
 	if cfg := a.opts.config; cfg.TLSCert != "" {
 		creds, err := ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
 		if err != nil {

@@ -13,7 +13,9 @@
 //
 // The CPU the process may use is read from its cgroup (v2 cpu.max, v1
 // cpu.cfs_quota_us and cpu.cfs_period_us), so a container limited to one
-// core of a larger machine sheds at 80 % of that core, not of the machine.
+// core of a larger machine sheds at 80 % of that core, not of the machine;
+// and it is at most GOMAXPROCS cores, which is all the Go scheduler runs
+// Go code on.
 //
 // Calls to the health service, reflection and ORCA are never shed, nor
 // counted or measured; other methods may be made Critical (the same) or

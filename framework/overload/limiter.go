@@ -66,8 +66,8 @@ type Stats struct {
 	// CPU is the share of the CPU the process may use that it used, over
 	// the last samples (0 to 1; 1 when unknown).
 	CPU float64
-	// Cores is how many cores the process may use: its cgroup's quota, or
-	// the machine's.
+	// Cores is how many cores the process may use: the least of its
+	// cgroup's quota, GOMAXPROCS and the machine's.
 	Cores float64
 }
 
@@ -80,11 +80,15 @@ type Limiter struct {
 	inflight atomic.Int64
 	shed     atomic.Uint64
 	lastShed atomic.Int64  // unix nanoseconds; 0: never
+	queuedAt atomic.Int64  // unix nanoseconds when the calls Tap admitted last all waited over minRT for their handlers
+	minRT    atomic.Int64  // nanoseconds: the window's shortest call, as limit last found it
 	cpu      atomic.Uint64 // math.Float64bits of the utilization
 	now      func() time.Time
 
-	mu   sync.Mutex
-	ring []bucket // by bucket number modulo len
+	mu    sync.Mutex
+	ring  []bucket      // by bucket number modulo len
+	qFrom time.Time     // start of the current stretch of waits (see waited)
+	qMin  time.Duration // the least wait within it
 }
 
 // bucket holds what completed within one bucket of time.
@@ -107,7 +111,10 @@ func New(opts ...Option) (*Limiter, error) {
 	case c.buckets < 2 || c.window < time.Duration(c.buckets)*time.Millisecond:
 		return nil, fmt.Errorf("overload: window %s in %d buckets: want at least 2 buckets of 1ms", c.window, c.buckets)
 	}
-	cores := float64(runtime.NumCPU())
+	// The Go scheduler runs Go code on at most GOMAXPROCS threads, so a
+	// process limited that way (by hand, or by Go 1.25+ from the cgroup's
+	// quota, rounded up) can use no more, whatever the machine has.
+	cores := float64(min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))
 	if q, ok, err := cgroupCores(c.root); err != nil {
 		return nil, err
 	} else if ok && q < cores {
@@ -169,11 +176,15 @@ func (l *Limiter) Allow(method string) (done func(), ok bool) {
 	}
 	l.inflight.Add(1)
 	start := l.now()
-	return func() {
-		end := l.now()
-		l.inflight.Add(-1)
-		l.record(end, end.Sub(start))
-	}, true
+	return func() { l.release(start) }, true
+}
+
+// release ends a call admitted at start: it leaves the calls in flight,
+// and its latency counts.
+func (l *Limiter) release(start time.Time) {
+	end := l.now()
+	l.inflight.Add(-1)
+	l.record(end, end.Sub(start))
 }
 
 // AllowStream admits a stream of method when it opens, or returns false to
@@ -194,14 +205,24 @@ func (l *Limiter) priority(method string) Priority {
 }
 
 // overloaded reports whether a call of priority p, with inflight calls in
-// flight before it, is over the limit while the CPU is busy or the limiter
-// shed with the CPU busy within the last second, and counts it shed if so.
-// Only a shed with the CPU busy starts that second: sheds within it do not
-// prolong it, so shedding ends a second after the CPU calms down.
+// flight before it, is over the limit while the CPU is busy, the calls
+// queue, or the limiter shed with the CPU busy within the last second; and
+// counts it shed if so. Only a shed with the CPU busy starts that second:
+// sheds within it do not prolong it, so shedding ends a second after the
+// CPU calms down.
+//
+// The calls queue when the calls admitted by Tap have all waited longer
+// for their handlers than the shortest call of the window takes, for a
+// while (see waited), within the last bucket: the process had no CPU free
+// to start them, seen within milliseconds, where the CPU's share shows
+// only in its next samples. A process that waits on I/O starts its calls
+// at once.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
 	busy := l.CPU() >= l.cfg.threshold
-	if !busy && now.UnixNano()-l.lastShed.Load() > int64(time.Second) {
+	recent := now.UnixNano()-l.lastShed.Load() <= int64(time.Second)
+	queued := now.UnixNano()-l.queuedAt.Load() <= int64(l.bucket)
+	if !busy && !recent && !queued {
 		return false
 	}
 	limit := l.limit(now)
@@ -223,8 +244,9 @@ func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 
 // limit returns the calls in flight the instance served in the window:
 // the most completed in a bucket per second times the shortest latency of
-// a call, rounded up; at least the cores it may use. 0 before the first
-// full bucket.
+// a call, rounded up, plus one waiting call per core it may use, so that a
+// core that finishes a call finds the next one there instead of idling
+// until one arrives. 0 before the first full bucket.
 //
 // The shortest call is the one that waited least: a mean would count the
 // queueing, and the limit would follow the load instead of the capacity.
@@ -251,9 +273,33 @@ func (l *Limiter) limit(now time.Time) int64 {
 	if maxPass == 0 {
 		return 0
 	}
+	l.minRT.Store(int64(rt))
 	perSecond := float64(maxPass) * float64(time.Second) / float64(l.bucket)
 	n := int64(math.Ceil(perSecond * rt.Seconds()))
-	return max(n, int64(math.Ceil(l.cores)))
+	return n + int64(math.Ceil(l.cores))
+}
+
+// waited notes that a call Tap admitted at arrived reached its handler at
+// now. Calls queue for the CPU when every call that reached its handler
+// over a stretch of ten of the window's shortest calls had waited longer
+// than one: a queue that stood that long, where a burst of calls drains
+// at once and leaves some call to find the CPU free (as CoDel tells a
+// standing queue from a burst, by the least wait over an interval).
+func (l *Limiter) waited(arrived, now time.Time) {
+	rt := time.Duration(l.minRT.Load())
+	if rt == 0 {
+		return
+	}
+	wait := now.Sub(arrived)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if since := now.Sub(l.qFrom); since < 10*rt {
+		l.qMin = min(l.qMin, wait)
+		return
+	} else if since < 20*rt && l.qMin > rt {
+		l.queuedAt.Store(now.UnixNano())
+	}
+	l.qFrom, l.qMin = now, wait
 }
 
 // complete reports whether b is a bucket of the window before cur, the
@@ -262,13 +308,15 @@ func (l *Limiter) complete(b bucket, cur int64) bool {
 	return b.id < cur && b.id > cur-int64(len(l.ring)) && b.pass > 0
 }
 
-// record counts a call completed at end that took rt.
+// record counts a call completed at end that took rt, and finds the
+// window's shortest call again at each new bucket, for waited.
 func (l *Limiter) record(end time.Time, rt time.Duration) {
 	id := end.UnixNano() / int64(l.bucket)
 	rt = max(rt, time.Microsecond)
 	l.mu.Lock()
 	b := &l.ring[id%int64(len(l.ring))]
-	if b.id != id {
+	next := b.id != id
+	if next {
 		*b = bucket{id: id}
 	}
 	b.pass++
@@ -276,6 +324,9 @@ func (l *Limiter) record(end time.Time, rt time.Duration) {
 		b.minRT = rt
 	}
 	l.mu.Unlock()
+	if next { // the window moved: its shortest call may have changed
+		l.limit(end)
+	}
 }
 
 // Stats returns the limiter's state now.

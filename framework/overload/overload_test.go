@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
@@ -97,6 +98,13 @@ func TestCgroupCores(t *testing.T) {
 	}
 }
 
+// oneCore returns a root for WithCgroupRoot under which the process may
+// use one core, whatever the machine has.
+func oneCore(t *testing.T) string {
+	t.Helper()
+	return writeTree(t, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "100000 100000\n"})
+}
+
 // clock is a settable time for the limiter.
 type clock struct {
 	mu sync.Mutex
@@ -137,7 +145,7 @@ func serve(l *Limiter, c *clock, buckets, n int, rt time.Duration) {
 // the health service never, Sheddable at three quarters.
 func TestLimitSheds(t *testing.T) {
 	c := newClock()
-	l := mustNew(t, WithCgroupRoot(t.TempDir()), WithPriority(func(m string) Priority {
+	l := mustNew(t, WithCgroupRoot(oneCore(t)), WithPriority(func(m string) Priority {
 		switch m {
 		case "/p.S/Batch":
 			return Sheddable
@@ -151,8 +159,8 @@ func TestLimitSheds(t *testing.T) {
 		t.Fatalf("limit before any call %d, want 0 (unknown)", got)
 	}
 	serve(l, c, 10, 100, 10*time.Millisecond) // 1,000 calls/s of 10 ms: 10 in flight
-	if got := l.Stats().Limit; got != 10 {
-		t.Fatalf("limit %d, want 10", got)
+	if got := l.Stats().Limit; got != 11 {
+		t.Fatalf("limit %d, want 11: 10 served and one waiting for the core", got)
 	}
 	var held []func()
 	hold := func(n int) {
@@ -173,9 +181,9 @@ func TestLimitSheds(t *testing.T) {
 	l.setCPU(0.9)
 	hold(8)
 	if _, ok := l.Allow("/p.S/Batch"); ok {
-		t.Fatal("a sheddable call admitted at 8 in flight of 10")
+		t.Fatal("a sheddable call admitted at 8 in flight of 11")
 	}
-	hold(2)
+	hold(3)
 	for _, m := range []string{"/p.S/M", "/p.S/Batch"} {
 		if _, ok := l.Allow(m); ok {
 			t.Fatalf("%s admitted at the limit with the CPU busy", m)
@@ -261,6 +269,26 @@ func TestCPUShareOfTheCgroupQuota(t *testing.T) {
 	}
 }
 
+// The cores the process may use are at most GOMAXPROCS: with GOMAXPROCS
+// 1 on a larger machine, one core, so that a process held to one core
+// reads its one busy core as busy (not half of two).
+func TestCoresAtMostGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  float64
+	}{
+		{"no quota", map[string]string{}, 1},
+		{"quota of two cores", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "200000 100000\n"}, 1},
+		{"quota of half a core", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "50000 100000\n"}, 0.5},
+	} {
+		if have := mustNew(t, WithCgroupRoot(writeTree(t, tc.files))).Stats().Cores; have != tc.want {
+			t.Errorf("%s, GOMAXPROCS 1 of %d CPUs: cores %v, want %v", tc.name, runtime.NumCPU(), have, tc.want)
+		}
+	}
+}
+
 func TestNewRefusesBadSettings(t *testing.T) {
 	for _, o := range []Option{WithCPUThreshold(0), WithCPUThreshold(1.5), WithCPUThreshold(math.NaN()), WithWindow(time.Second, 1), WithWindow(time.Millisecond, 10)} {
 		if _, err := New(o); err == nil || !strings.HasPrefix(err.Error(), "overload: ") {
@@ -319,13 +347,127 @@ func TestGRPCShedsOverTheLimitButNotHealth(t *testing.T) {
 	}
 }
 
+// With Tap, a call over the limit is shed when it arrives: no interceptor
+// sees it, nor the handler. A call Tap admitted frees its slot when its
+// handler returns, a stream when it opens, and a call of a method the
+// server does not have (no interceptor runs) when it ends.
+func TestTapShedsOnArrival(t *testing.T) {
+	c := newClock()
+	l := mustNew(t, WithCgroupRoot(oneCore(t)))
+	l.useClock(c)
+	serve(l, c, 10, 10, 20*time.Millisecond) // 100 calls/s of 20 ms: limit 2+1
+	limit := l.Stats().Limit
+	l.setCPU(1)
+	var reached atomic.Int64
+	count := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		reached.Add(1)
+		return h(ctx, req)
+	}
+	recoverStream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if recover() != nil {
+				err = status.Error(codes.Internal, "panic")
+			}
+		}()
+		return h(srv, ss)
+	}
+	addr := testsvc.Serve(t, grpc.InTapHandle(l.Tap),
+		grpc.ChainUnaryInterceptor(count, l.UnaryServerInterceptor()), grpc.ChainStreamInterceptor(l.StreamServerInterceptor(), recoverStream))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hold, release := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Go(func() { _ = testsvc.Sleep(hold, cc, time.Minute) })
+	}
+	poll.Until(t, 10*time.Second, "the limit's calls in flight", func() bool { return l.Stats().InFlight == limit })
+	if err := testsvc.Sleep(ctx, cc, time.Minute); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("call over the limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if have := reached.Load(); have != limit {
+		t.Fatalf("%d calls reached the interceptors, want the %d admitted", have, limit)
+	}
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health check at the limit: %v", err)
+	}
+	release()
+	wg.Wait()
+	poll.Until(t, 10*time.Second, "no call in flight", func() bool { return l.Stats().InFlight == 0 })
+	l.setCPU(0)
+	if err := testsvc.PanicStream(ctx, cc); status.Code(err) != codes.Internal {
+		t.Fatalf("stream: %v, want its handler's panic", err)
+	}
+	if err := cc.Invoke(ctx, "/p.S/Nope", new(healthpb.HealthCheckRequest), new(healthpb.HealthCheckResponse)); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("unknown method: %v, want UNIMPLEMENTED", err)
+	}
+	poll.Until(t, 10*time.Second, "the stream's and the unknown method's slots free", func() bool { return l.Stats().InFlight == 0 })
+}
+
+// Through Tap, calls that all waited for their handlers longer than the
+// window's shortest call, for ten of its length, show that the calls queue
+// for the CPU before the CPU's samples do: for a bucket, calls over the
+// limit are shed with the CPU calm; then, the queue gone, they are not. A
+// burst, in which a call found the CPU free, is not a queue.
+func TestTapShedsWhileCallsQueue(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		waits []time.Duration // of the calls reaching their handlers 20 ms apart
+		shed  bool
+	}{
+		{"standing queue", []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 15 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}, true},
+		{"burst", []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 0, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			l := mustNew(t, WithCgroupRoot(oneCore(t)))
+			l.useClock(c)
+			serve(l, c, 10, 10, 10*time.Millisecond) // 100 calls/s of 10 ms: limit 1+1
+			l.setCPU(0)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			info := &tap.Info{FullMethodName: "/p.S/M"}
+			unary := l.UnaryServerInterceptor()
+			admit := func() context.Context {
+				tctx, err := l.Tap(ctx, info)
+				if err != nil {
+					t.Fatalf("shed with the CPU calm and no queue seen: %v", err)
+				}
+				return tctx
+			}
+			admit() // two calls held in flight, over the limit with the
+			admit() // CPU calm: admitted
+			for i, w := range tc.waits {
+				tctx := admit()
+				c.add(w)
+				if _, err := unary(tctx, nil, &grpc.UnaryServerInfo{FullMethod: "/p.S/M"}, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				c.add(20*time.Millisecond - w)
+			}
+			_, err := l.Tap(ctx, info)
+			if shed := status.Code(err) == codes.ResourceExhausted; shed != tc.shed {
+				t.Fatalf("a call arriving at 2 in flight of 2, the CPU calm: %v, want shed %v", err, tc.shed)
+			}
+			c.add(l.bucket + time.Millisecond)
+			if _, err := l.Tap(ctx, info); err != nil {
+				t.Fatalf("shed a bucket after the calls last queued, with the CPU calm: %v", err)
+			}
+		})
+	}
+}
+
 // Found in review: health checks answered in microseconds made the limit,
 // and sheds with the CPU calm prolonged the shedding for good.
 func TestLimitIgnoresCriticalCallsAndCalmsDown(t *testing.T) {
 	c := newClock()
-	l := mustNew(t, WithCgroupRoot(t.TempDir()))
+	l := mustNew(t, WithCgroupRoot(oneCore(t)))
 	l.useClock(c)
-	serve(l, c, 10, 100, 10*time.Millisecond) // limit 10
+	serve(l, c, 10, 100, 10*time.Millisecond) // limit 11
 	for range 5 {
 		done, ok := l.Allow("/grpc.health.v1.Health/Check")
 		if !ok {
@@ -335,8 +477,8 @@ func TestLimitIgnoresCriticalCallsAndCalmsDown(t *testing.T) {
 		done()
 	}
 	serve(l, c, 1, 100, 10*time.Millisecond) // the bucket of the checks completes
-	if got := l.Stats().Limit; got < 9 || got > 11 {
-		t.Fatalf("limit %d after health checks, want about 10", got)
+	if got := l.Stats().Limit; got < 10 || got > 12 {
+		t.Fatalf("limit %d after health checks, want about 11", got)
 	}
 
 	l.setCPU(0.9)
@@ -375,17 +517,16 @@ func TestLimitIgnoresCriticalCallsAndCalmsDown(t *testing.T) {
 }
 
 // A stream opens while fewer calls than the limit are in flight, as a
-// unary call does: under a one-core quota (limit 1) an idle instance
+// unary call does: under a one-core quota (limit 2) an idle instance
 // still opens streams.
 func TestStreamAdmittedUnderTheLimit(t *testing.T) {
-	one := writeTree(t, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "100000 100000\n"})
 	c := newClock()
-	l := mustNew(t, WithCgroupRoot(one))
+	l := mustNew(t, WithCgroupRoot(oneCore(t)))
 	l.useClock(c)
-	serve(l, c, 10, 1, 50*time.Millisecond) // 10 calls/s of 50 ms: limit 1
+	serve(l, c, 10, 1, 50*time.Millisecond) // 10 calls/s of 50 ms: limit 1+1
 	l.setCPU(0.9)
-	if got := l.Stats().Limit; got != 1 {
-		t.Fatalf("limit %d, want 1", got)
+	if got := l.Stats().Limit; got != 2 {
+		t.Fatalf("limit %d, want 2", got)
 	}
 	if !l.AllowStream("/p.S/Upload") {
 		t.Fatal("a stream shed with no call in flight")
@@ -401,7 +542,7 @@ func TestStreamAdmittedUnderTheLimit(t *testing.T) {
 // the buckets' mean latencies grew with the load until nothing was shed.
 func TestLimitFollowsTheCapacityNotTheQueue(t *testing.T) {
 	c := newClock()
-	l := mustNew(t, WithCgroupRoot(t.TempDir()))
+	l := mustNew(t, WithCgroupRoot(oneCore(t)))
 	l.useClock(c)
 	// 200 calls/s served, two at a time, 10 ms each; 16 admitted: one
 	// call a bucket gets through at once, the others queue for 70 ms.
@@ -412,15 +553,15 @@ func TestLimitFollowsTheCapacityNotTheQueue(t *testing.T) {
 		}
 		c.add(l.bucket)
 	}
-	if got, want := l.Stats().Limit, max(2, int64(runtime.NumCPU())); got != want {
-		t.Fatalf("limit %d, want %d: 200 calls/s of 10 ms", got, want)
+	if got := l.Stats().Limit; got != 3 {
+		t.Fatalf("limit %d, want 3: 200 calls/s of 10 ms, and one waiting for the core", got)
 	}
 	// A quiet bucket with one fast call does not make the limit.
 	serve(l, c, 9, 100, 50*time.Millisecond)
 	l.record(c.now(), 20*time.Microsecond)
 	c.add(l.bucket)
-	if got := l.Stats().Limit; got != 50 {
-		t.Fatalf("limit %d, want 50: 1,000 calls/s of 50 ms, and one of 20 µs alone in a bucket", got)
+	if got := l.Stats().Limit; got != 51 {
+		t.Fatalf("limit %d, want 51: 1,000 calls/s of 50 ms, and one of 20 µs alone in a bucket", got)
 	}
 	// A Critical call in flight is not counted.
 	done, _ := l.Allow("/grpc.health.v1.Health/Check")
