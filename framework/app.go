@@ -89,7 +89,9 @@ func New(name string, opts ...Option) (*App, error) {
 	if sopts, err = a.serverOptions(load); err != nil {
 		return nil, err
 	}
-	a.grpc = grpc.NewServer(sopts...)
+	if a.grpc, err = a.newGRPCServer(sopts); err != nil {
+		return nil, err
+	}
 	if a.limiter != nil {
 		a.runLimiter(a.limiter)
 		a.metrics.MustRegister(newOverloadCollector(a.limiter))
@@ -108,6 +110,21 @@ func New(name string, opts ...Option) (*App, error) {
 		newRegistrarCollector(a),
 	)
 	return a, nil
+}
+
+// newGRPCServer is grpc.NewServer with its panic on bad options, such as
+// a second grpc.InTapHandle (it takes one, and load shedding sets one),
+// turned into an error.
+func (a *App) newGRPCServer(sopts []grpc.ServerOption) (s *grpc.Server, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("framework: gRPC server options: %v", r)
+			if a.limiter != nil {
+				err = fmt.Errorf("%w (load shedding sets the server's grpc.InTapHandle; to set your own, turn it off with --overload-cpu 0)", err)
+			}
+		}
+	}()
+	return grpc.NewServer(sopts...), nil
 }
 
 // serverOptions returns the options of the gRPC server, later ones winning:

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/svckit/svckit/framework"
 	"github.com/svckit/svckit/framework/naming"
@@ -187,4 +188,20 @@ func metricValue(t *testing.T, body, name string) float64 {
 	}
 	t.Fatalf("/metrics: no %s", name)
 	return 0
+}
+
+// A gRPC server takes one tap handle, and load shedding sets one: an App
+// given another fails in New with an error that says what to do, not a
+// panic; with shedding off, it takes the user's.
+func TestATapOfYourOwnNeedsSheddingOff(t *testing.T) {
+	tap := grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) { return ctx, nil })
+	cfg := framework.DefaultConfig()
+	_, err := framework.New("tapped", framework.WithConfig(cfg), framework.WithoutSignals(), framework.WithServerOption(tap))
+	if err == nil || !strings.Contains(err.Error(), "--overload-cpu 0") {
+		t.Fatalf("New with a tap of its own: %v; want an error naming --overload-cpu 0", err)
+	}
+	cfg.OverloadCPU = 0
+	if _, err := framework.New("tapped", framework.WithConfig(cfg), framework.WithoutSignals(), framework.WithServerOption(tap)); err != nil {
+		t.Fatalf("New with a tap of its own and shedding off: %v", err)
+	}
 }

@@ -31,7 +31,7 @@ var errShed = status.Error(codes.ResourceExhausted, "overload: instance overload
 // opens (streams), or the call ends, whichever is first; its latency
 // counts from its arrival, so that the time it waited for a goroutine to
 // run it, invisible to an interceptor, counts as the load it is. Without
-// Tap (grpc-go takes one; a later grpc.InTapHandle replaces it), the
+// Tap (a server takes one grpc.InTapHandle; a second panics), the
 // interceptors admit or shed calls as they reach them.
 func (l *Limiter) Tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	p := l.priority(info.FullMethodName)

@@ -215,13 +215,16 @@ func (l *Limiter) priority(method string) Priority {
 // for their handlers than the shortest call of the window takes, for a
 // while (see waited), within the last bucket: the process had no CPU free
 // to start them, seen within milliseconds, where the CPU's share shows
-// only in its next samples. A process that waits on I/O starts its calls
-// at once.
+// only in its next samples. It counts only while the process uses half
+// the threshold or more: calls that wait for a CPU that other processes
+// hold (a noisy neighbour, a loaded test machine) are no overload of this
+// one's. A process that waits on I/O starts its calls at once.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
-	busy := l.CPU() >= l.cfg.threshold
+	cpu := l.CPU()
+	busy := cpu >= l.cfg.threshold
 	recent := now.UnixNano()-l.lastShed.Load() <= int64(time.Second)
-	queued := now.UnixNano()-l.queuedAt.Load() <= int64(l.bucket)
+	queued := cpu >= l.cfg.threshold/2 && now.UnixNano()-l.queuedAt.Load() <= int64(l.bucket)
 	if !busy && !recent && !queued {
 		return false
 	}
