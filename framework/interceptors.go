@@ -17,8 +17,11 @@ import (
 // ORCA's count of calls and errors (with WithORCA, so load is nil without),
 // tracing (with WithTracerProvider), metrics, load shedding (unless
 // --overload-cpu is 0), logging, panic recovery, then the user's
-// (WithUnaryInterceptor, WithStreamInterceptor). A shed call is counted,
-// traced and measured, but costs no more.
+// (WithUnaryInterceptor, WithStreamInterceptor). The load shedding
+// interceptor admits the calls its tap (grpc.InTapHandle, see
+// overload.Limiter.Tap) admitted when they arrived; a call the tap sheds
+// never reaches the interceptors, so it is neither traced nor in the gRPC
+// metrics or ORCA's counts: svckit_overload_shed_total counts it.
 func (a *App) interceptors(load *loadReporter) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor

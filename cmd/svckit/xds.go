@@ -37,7 +37,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:18000", "xDS gRPC address to listen on (host:port)")
 	cfg.RegisterEtcdFlags(fs)
 	wrr := fs.Bool("wrr", false, "ask clients for ORCA-weighted round robin instead of round robin")
-	eject := fs.Bool("eject", true, "ask clients to eject instances that fail a quarter of their calls (gRFC A50 outlier detection, as lb.DefaultOutlierDetection)")
+	eject := fs.Bool("eject", true, "ask clients to eject instances that fail 85 % of their calls (gRFC A50 outlier detection, xds.DefaultOutlierDetection)")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}

@@ -77,10 +77,25 @@ type attempt struct {
 	err   error
 }
 
+// writesBack reports whether opts hold an option that writes what an
+// attempt saw into the caller's variables (its header, trailer, peer) or
+// calls back when it ends: attempts would write them at once, and the one
+// that lost after the call returned. Such a call is not hedged.
+func writesBack(opts []grpc.CallOption) bool {
+	for _, o := range opts {
+		switch o.(type) {
+		case grpc.HeaderCallOption, *grpc.HeaderCallOption, grpc.TrailerCallOption, *grpc.TrailerCallOption,
+			grpc.PeerCallOption, *grpc.PeerCallOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
+			return true
+		}
+	}
+	return false
+}
+
 // unary is the hedging interceptor.
 func (h *hedger) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	out, ok := reply.(proto.Message)
-	if !ok || !h.hedged(method) {
+	if !ok || !h.hedged(method) || writesBack(opts) {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	h.earn()

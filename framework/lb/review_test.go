@@ -408,8 +408,11 @@ func TestP2CStreamRestoresAStaleEstimateAsCold(t *testing.T) {
 	if n < 20 {
 		t.Fatalf("only %d calls within %s of the stream: too slow to tell", n, window)
 	}
-	if have < n/10 {
-		t.Fatalf("%s took %d of %d calls after a stream ended OK, want at least %d (cold, not its 300 ms estimate)", bad.addr, have, n, n/10)
+	// Cold, it takes about a tenth (19 and 20 of 200 seen); with its
+	// 300 ms estimate kept, none. A twentieth tells the two apart without
+	// failing on the draw.
+	if have < n/20 {
+		t.Fatalf("%s took %d of %d calls after a stream ended OK, want at least %d (cold, not its 300 ms estimate)", bad.addr, have, n, n/20)
 	}
 	t.Logf("%s took %d of %d calls after a stream ended OK", bad.addr, have, n)
 }

@@ -28,7 +28,9 @@ var errShed = status.Error(codes.ResourceExhausted, "overload: instance overload
 // goroutine for it; it is a tap.ServerInHandle, for grpc.InTapHandle. A
 // shed call costs the server one header frame. An admitted call holds its
 // slot until its handler returns (unary calls, with the interceptor) or
-// opens (streams), or the call ends, whichever is first; its latency
+// opens (streams); one that ends before (an unknown method, a request
+// that does not decode, a deadline that passes while it waits) frees it
+// when its context ends. Its latency
 // counts from its arrival, so that the time it waited for a goroutine to
 // run it, invisible to an interceptor, counts as the load it is. Without
 // Tap (a server takes one grpc.InTapHandle; a second panics), the
@@ -62,12 +64,12 @@ type ticketKey struct{}
 func (l *Limiter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if t, ok := ctx.Value(ticketKey{}).(*ticket); ok {
-			l.waited(t.arrived, l.now())
-			defer func() {
-				if t.stop() {
-					l.release(t.arrived)
-				}
-			}()
+			// The slot is the handler's until it returns, whether or not
+			// its context ends first (a short deadline, a hedge that lost):
+			// a handler that does not watch its context is load still.
+			if t.stop() {
+				defer l.release(t.arrived)
+			}
 			return h(ctx, req)
 		}
 		done, ok := l.Allow(info.FullMethod)

@@ -80,15 +80,11 @@ type Limiter struct {
 	inflight atomic.Int64
 	shed     atomic.Uint64
 	lastShed atomic.Int64  // unix nanoseconds; 0: never
-	queuedAt atomic.Int64  // unix nanoseconds when the calls Tap admitted last all waited over minRT for their handlers
-	minRT    atomic.Int64  // nanoseconds: the window's shortest call, as limit last found it
 	cpu      atomic.Uint64 // math.Float64bits of the utilization
 	now      func() time.Time
 
-	mu    sync.Mutex
-	ring  []bucket      // by bucket number modulo len
-	qFrom time.Time     // start of the current stretch of waits (see waited)
-	qMin  time.Duration // the least wait within it
+	mu   sync.Mutex
+	ring []bucket // by bucket number modulo len
 }
 
 // bucket holds what completed within one bucket of time.
@@ -205,27 +201,17 @@ func (l *Limiter) priority(method string) Priority {
 }
 
 // overloaded reports whether a call of priority p, with inflight calls in
-// flight before it, is over the limit while the CPU is busy, the calls
-// queue, or the limiter shed with the CPU busy within the last second; and
-// counts it shed if so. Only a shed with the CPU busy starts that second:
-// sheds within it do not prolong it, so shedding ends a second after the
-// CPU calms down.
-//
-// The calls queue when the calls admitted by Tap have all waited longer
-// for their handlers than the shortest call of the window takes, for a
-// while (see waited), within the last bucket: the process had no CPU free
-// to start them, seen within milliseconds, where the CPU's share shows
-// only in its next samples. It counts only while the process uses half
-// the threshold or more: calls that wait for a CPU that other processes
-// hold (a noisy neighbour, a loaded test machine) are no overload of this
-// one's. A process that waits on I/O starts its calls at once.
+// flight before it, is over the limit while the CPU is busy or the limiter
+// shed with the CPU busy within the last second, and counts it shed if so.
+// Only a shed with the CPU busy starts that second: sheds within it do not
+// prolong it, so shedding ends a second after the CPU calms down. An
+// instance whose CPU is calm never sheds, however its calls wait: they
+// wait on I/O, or for a CPU that other processes hold, and another
+// instance would not serve them sooner.
 func (l *Limiter) overloaded(p Priority, inflight int64) bool {
 	now := l.now()
-	cpu := l.CPU()
-	busy := cpu >= l.cfg.threshold
-	recent := now.UnixNano()-l.lastShed.Load() <= int64(time.Second)
-	queued := cpu >= l.cfg.threshold/2 && now.UnixNano()-l.queuedAt.Load() <= int64(l.bucket)
-	if !busy && !recent && !queued {
+	busy := l.CPU() >= l.cfg.threshold
+	if !busy && now.UnixNano()-l.lastShed.Load() > int64(time.Second) {
 		return false
 	}
 	limit := l.limit(now)
@@ -276,33 +262,9 @@ func (l *Limiter) limit(now time.Time) int64 {
 	if maxPass == 0 {
 		return 0
 	}
-	l.minRT.Store(int64(rt))
 	perSecond := float64(maxPass) * float64(time.Second) / float64(l.bucket)
 	n := int64(math.Ceil(perSecond * rt.Seconds()))
 	return n + int64(math.Ceil(l.cores))
-}
-
-// waited notes that a call Tap admitted at arrived reached its handler at
-// now. Calls queue for the CPU when every call that reached its handler
-// over a stretch of ten of the window's shortest calls had waited longer
-// than one: a queue that stood that long, where a burst of calls drains
-// at once and leaves some call to find the CPU free (as CoDel tells a
-// standing queue from a burst, by the least wait over an interval).
-func (l *Limiter) waited(arrived, now time.Time) {
-	rt := time.Duration(l.minRT.Load())
-	if rt == 0 {
-		return
-	}
-	wait := now.Sub(arrived)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if since := now.Sub(l.qFrom); since < 10*rt {
-		l.qMin = min(l.qMin, wait)
-		return
-	} else if since < 20*rt && l.qMin > rt {
-		l.queuedAt.Store(now.UnixNano())
-	}
-	l.qFrom, l.qMin = now, wait
 }
 
 // complete reports whether b is a bucket of the window before cur, the
@@ -311,15 +273,13 @@ func (l *Limiter) complete(b bucket, cur int64) bool {
 	return b.id < cur && b.id > cur-int64(len(l.ring)) && b.pass > 0
 }
 
-// record counts a call completed at end that took rt, and finds the
-// window's shortest call again at each new bucket, for waited.
+// record counts a call completed at end that took rt.
 func (l *Limiter) record(end time.Time, rt time.Duration) {
 	id := end.UnixNano() / int64(l.bucket)
 	rt = max(rt, time.Microsecond)
 	l.mu.Lock()
 	b := &l.ring[id%int64(len(l.ring))]
-	next := b.id != id
-	if next {
+	if b.id != id {
 		*b = bucket{id: id}
 	}
 	b.pass++
@@ -327,9 +287,6 @@ func (l *Limiter) record(end time.Time, rt time.Duration) {
 		b.minRT = rt
 	}
 	l.mu.Unlock()
-	if next { // the window moved: its shortest call may have changed
-		l.limit(end)
-	}
 }
 
 // Stats returns the limiter's state now.

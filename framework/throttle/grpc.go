@@ -38,8 +38,11 @@ func (t *Throttle) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	}
 }
 
-// StreamClientInterceptor throttles streams when they open; a stream's
-// outcome is its status, told when RecvMsg ends it (io.EOF: accepted).
+// StreamClientInterceptor throttles streams when they open; a stream is
+// accepted once its first message arrives, or when it ends otherwise than
+// shed or unavailable (io.EOF: accepted). A stream that never gets a
+// message and is never read to its end (cancelled) counts as a request
+// only.
 func (t *Throttle) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		if !t.Allow() {
@@ -54,7 +57,8 @@ func (t *Throttle) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	}
 }
 
-// stream reports its outcome to the throttle once, when RecvMsg ends it.
+// stream reports its outcome to the throttle once, at its first message
+// or its end.
 type stream struct {
 	grpc.ClientStream
 	t    *Throttle
@@ -63,8 +67,6 @@ type stream struct {
 
 func (s *stream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil {
-		s.once.Do(func() { s.t.Done(errors.Is(err, io.EOF) || accepted(err)) })
-	}
+	s.once.Do(func() { s.t.Done(err == nil || errors.Is(err, io.EOF) || accepted(err)) })
 	return err
 }

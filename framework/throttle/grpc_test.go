@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/throttle"
@@ -109,4 +110,31 @@ func TestASheddingBackendGetsAFewCallsNotAll(t *testing.T) {
 	if err := testsvc.PanicStream(ctx, cc); !errors.Is(err, io.EOF) {
 		t.Fatalf("stream: %v; want io.EOF, an OK end", err)
 	}
+}
+
+// Found in review: a stream counted as accepted only when read to its end,
+// so a client's long watches (here 30, over the slack of 10) made the
+// throttle reject calls to a healthy backend. A stream's first message
+// accepts it.
+func TestLongStreamsAreAcceptedAtTheirFirstMessage(t *testing.T) {
+	th, err := throttle.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := dial(t, testsvc.Serve(t), th)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 30 {
+		w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+		if _, err := w.Recv(); err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+	}
+	if st := th.Stats(); st.Accepts != 30 || st.Probability != 0 {
+		t.Fatalf("stats %+v with 30 watches open, each with its first message; want 30 accepts, probability 0", st)
+	}
+	cancel() // ends the watches
 }

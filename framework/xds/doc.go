@@ -11,8 +11,9 @@
 //     route configuration is inline and sends every call to the cluster;
 //   - a Cluster NAME, of type EDS through ADS, round robin over localities
 //     (or ORCA-weighted round robin, see WithWeightedRoundRobin), with the
-//     outlier detection of svckit's own balancers (see
-//     WithOutlierDetection), which gRPC's xDS clients run as gRFC A50 says;
+//     outlier detection of svckit's own balancers at a threshold of 85 %
+//     (see DefaultOutlierDetection), which gRPC's xDS clients run as gRFC
+//     A50 says;
 //   - a ClusterLoadAssignment NAME: one locality per zone, each instance an
 //     endpoint with its registration weight.
 //

@@ -12,7 +12,7 @@ import (
 // detection as Envoy's fields, with the ejection left unset enforced at 0
 // (off, for gRPC and Envoy alike), and none without it.
 func TestClusterOutlierDetection(t *testing.T) {
-	od := lb.DefaultOutlierDetection()
+	od := DefaultOutlierDetection()
 	c, err := cluster("svc", false, &od)
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +26,7 @@ func TestClusterOutlierDetection(t *testing.T) {
 		{"base ejection time", have.GetBaseEjectionTime().AsDuration(), 30 * time.Second},
 		{"max ejection time", have.GetMaxEjectionTime().AsDuration(), 300 * time.Second},
 		{"max ejection percent", have.GetMaxEjectionPercent().GetValue(), uint32(10)},
-		{"failure percentage threshold", have.GetFailurePercentageThreshold().GetValue(), uint32(25)},
+		{"failure percentage threshold", have.GetFailurePercentageThreshold().GetValue(), uint32(85)},
 		{"enforcing failure percentage", have.GetEnforcingFailurePercentage().GetValue(), uint32(100)},
 		{"failure percentage minimum hosts", have.GetFailurePercentageMinimumHosts().GetValue(), uint32(3)},
 		{"failure percentage request volume", have.GetFailurePercentageRequestVolume().GetValue(), uint32(3)},

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/lb"
+	"github.com/svckit/svckit/framework/xds"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -39,17 +39,16 @@ func (*ejections) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Con
 func (*ejections) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // A plain grpc-go xDS client, told nothing but the management server's
-// address, ejects one instance of three failing half its calls as svckit's
-// own balancers would: the Cluster carries lb.DefaultOutlierDetection as
-// Envoy's OutlierDetection.
-func TestGRPCXDSClientEjectsAHalfFailingInstance(t *testing.T) {
+// address, ejects one instance of three failing nine calls in ten: the
+// Cluster carries DefaultOutlierDetection as Envoy's OutlierDetection.
+func TestGRPCXDSClientEjectsAFailingInstance(t *testing.T) {
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
 	var badCalls, n atomic.Int64
 	bad := testsvc.Serve(t, grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		badCalls.Add(1)
-		if n.Add(1)%2 == 0 {
-			return nil, status.Error(codes.Unavailable, "half failing")
+		if n.Add(1)%10 != 0 {
+			return nil, status.Error(codes.Unavailable, "failing")
 		}
 		return h(ctx, req)
 	}))
@@ -100,7 +99,7 @@ func TestGRPCXDSClientEjectsAHalfFailingInstance(t *testing.T) {
 	if reached > 4 {
 		t.Errorf("%d calls reached the ejected instance, want ≤ 4 (those in flight)", reached)
 	}
-	if want := lb.DefaultOutlierDetection().Interval; took > 5*want {
+	if want := xds.DefaultOutlierDetection().Interval; took > 5*want {
 		t.Errorf("ejected after %s, want within a few intervals of %s", took, want)
 	}
 }

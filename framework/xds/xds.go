@@ -95,12 +95,22 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithWeightedRoundRobin() Option { return func(o *options) { o.wrr = true } }
 
 // WithOutlierDetection sets the outlier detection of every Cluster, which
-// gRPC's xDS clients run as gRFC A50 says; default
-// lb.DefaultOutlierDetection(), the thick client's. A gRPC xDS client
-// counts every error as a failure, where svckit's balancers leave out
-// RESOURCE_EXHAUSTED and the caller's errors (see lb.OutlierDetection).
+// gRPC's xDS clients run as gRFC A50 says; default DefaultOutlierDetection.
 func WithOutlierDetection(od lb.OutlierDetection) Option {
 	return func(o *options) { o.outlier = new(od.Clone()) }
+}
+
+// DefaultOutlierDetection is the outlier detection of the Clusters by
+// default: the thick client's (lb.DefaultOutlierDetection) with gRFC A50's
+// failure-percentage threshold of 85 %, not 25 %. A gRPC xDS client counts
+// every error as a failure, where svckit's balancers count only an
+// instance's faults: an API answering NOT_FOUND to a third of its calls,
+// or an instance shedding a quarter of its calls with RESOURCE_EXHAUSTED,
+// would get its instances ejected at 25 %.
+func DefaultOutlierDetection() lb.OutlierDetection {
+	od := lb.DefaultOutlierDetection()
+	od.FailurePercentageEjection.Threshold = 85
+	return od
 }
 
 // WithoutOutlierDetection serves Clusters without outlier detection.
@@ -140,7 +150,7 @@ type Instance struct {
 // New returns a Server that reads etcd through b. Register it on a gRPC
 // server and Run it.
 func New(b *naming.Builder, opts ...Option) (*Server, error) {
-	o := options{prefix: naming.DefaultPrefix, log: slog.Default(), outlier: new(lb.DefaultOutlierDetection())}
+	o := options{prefix: naming.DefaultPrefix, log: slog.Default(), outlier: new(DefaultOutlierDetection())}
 	for _, opt := range opts {
 		opt(&o)
 	}
