@@ -8,10 +8,12 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	estats "google.golang.org/grpc/experimental/stats"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
 )
 
 // OutlierDetectionPolicy is the registered name of the policy that runs
@@ -271,6 +273,10 @@ type detectionPicker struct {
 
 var _ balancer.Picker = (*detectionPicker)(nil)
 
+// errEjected is what a child policy is told of a pick of an ejected
+// connection, which is not used.
+var errEjected = status.Error(codes.Unavailable, "lb: connection ejected as an outlier")
+
 func (p *detectionPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	for try := 0; ; try++ {
 		res, err := p.child.Pick(info)
@@ -279,7 +285,11 @@ func (p *detectionPicker) Pick(info balancer.PickInfo) (balancer.PickResult, err
 		}
 		if try < repicks && p.ejected[res.SubConn] {
 			if res.Done != nil {
-				res.Done(balancer.DoneInfo{}) // the child's call that is not made
+				// The child's call that is not made, told as failed: told
+				// as done (a success in no time), a latency-steered child
+				// such as svckit_p2c_ewma took the ejected instance for the
+				// fastest and picked it again and again, past the re-picks.
+				res.Done(balancer.DoneInfo{Err: errEjected})
 			}
 			continue
 		}
