@@ -198,30 +198,40 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 	return time.Since(start)
 }
 
+// ejectFirst makes srvs[0] fail every other call, puts load on cc until
+// stop is closed (the caller closes it; ejectFirst waits for the load then
+// through t.Cleanup), and returns how long until rec saw it ejected and
+// how many calls reached it while the others got 300.
+func ejectFirst(t *testing.T, cc *grpc.ClientConn, rec *recorder, srvs []*flaky, stop chan struct{}) (time.Duration, int64) {
+	t.Helper()
+	bad := srvs[0]
+	bad.fail(codes.Unavailable, 2)
+	wait := load(cc, stop)
+	t.Cleanup(func() { wait() })
+	took := eventually(t, 10*time.Second, "ejection", func() bool { n, _ := rec.gauge(); return n == 1 })
+	before := bad.calls.Load()
+	var healthy int64
+	for _, s := range srvs[1:] {
+		healthy -= s.calls.Load()
+	}
+	eventually(t, 10*time.Second, "calls to the others", func() bool {
+		n := healthy
+		for _, s := range srvs[1:] {
+			n += s.calls.Load()
+		}
+		return n >= 300
+	})
+	return took, bad.calls.Load() - before
+}
+
 func TestOutlierEjectsAFailingEndpoint(t *testing.T) {
 	for _, policy := range []string{lb.P2CEWMA, lb.WeightedRoundRobin, lb.Random, lb.ConsistentHash} {
 		t.Run(policy, func(t *testing.T) {
 			srvs := startFlaky(t, 4)
 			cc, rec := dialOutlier(t, policy, fmt.Sprintf(fast, "2s", 10), srvs)
-			bad := srvs[0]
-			bad.fail(codes.Unavailable, 2)
 			stop := make(chan struct{})
-			wait := load(cc, stop)
-			defer func() { close(stop); wait() }()
-			took := eventually(t, 10*time.Second, "ejection", func() bool { n, _ := rec.gauge(); return n == 1 })
-			before := bad.calls.Load()
-			var healthy int64
-			for _, s := range srvs[1:] {
-				healthy -= s.calls.Load()
-			}
-			eventually(t, 10*time.Second, "calls to the others", func() bool {
-				n := healthy
-				for _, s := range srvs[1:] {
-					n += s.calls.Load()
-				}
-				return n >= 300
-			})
-			have := bad.calls.Load() - before
+			took, have := ejectFirst(t, cc, rec, srvs, stop)
+			defer close(stop)
 			if n, _ := rec.gauge(); n != 1 {
 				t.Fatalf("the ejection ended during the check (gauge %d); make baseEjectionTime longer", n)
 			}
@@ -396,25 +406,9 @@ func outlierAround(t *testing.T, child string) {
 	od := fmt.Sprintf(fast, "2s", 10)
 	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:%s}]}`, lb.OutlierDetectionPolicy, od[:len(od)-1]+`,"childPolicy":[{"no_such_policy":{}},{"`+child+`":{}}]}`)
 	cc, rec, _ := dialOutlierConfig(t, sc, srvs)
-	bad := srvs[0]
-	bad.fail(codes.Unavailable, 2)
 	stop := make(chan struct{})
-	wait := load(cc, stop)
-	defer func() { close(stop); wait() }()
-	took := eventually(t, 10*time.Second, "ejection", func() bool { n, _ := rec.gauge(); return n == 1 })
-	before := bad.calls.Load()
-	var healthy int64
-	for _, s := range srvs[1:] {
-		healthy -= s.calls.Load()
-	}
-	eventually(t, 10*time.Second, "calls to the others", func() bool {
-		n := healthy
-		for _, s := range srvs[1:] {
-			n += s.calls.Load()
-		}
-		return n >= 300
-	})
-	have := bad.calls.Load() - before
+	took, have := ejectFirst(t, cc, rec, srvs, stop)
+	defer close(stop)
 	t.Logf("%s: ejected %s after the failures began; it got %d calls while the others got 300", child, took.Round(time.Millisecond), have)
 	if have > 4 {
 		t.Errorf("ejected endpoint got %d calls, want ≤ 4 (those in flight)", have)
