@@ -205,6 +205,7 @@ func (b *detectionBalancer) NewSubConn(addrs []resolver.Address, opts balancer.N
 			listener(s)
 		}
 	}
+	//lint:ignore SA1019 the child's own call, passed through to count its calls.
 	sc, err := b.ClientConn.NewSubConn(addrs, opts)
 	if err != nil {
 		return nil, err
