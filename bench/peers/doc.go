@@ -7,7 +7,7 @@
 //	cd bench/peers && SVCKIT_SHED_BENCH=1 go test -run TestShedding -v -timeout 30m .
 //
 // (about ten minutes; add -short for a smoke run of one round, about a
-// minute and a half). Without SVCKIT_SHED_BENCH=1 the test skips, so that
+// minute and a half). Without SVCKIT_SHED_BENCH=1 the test binary exits at once, so that
 // `go test ./...` here stays quick. It measures and prints markdown tables;
 // it fails only when the run is invalid (the unloaded server failed
 // calls). It logs runs where the load generator fell more than 20 ms

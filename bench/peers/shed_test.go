@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(benchEnv) != "1" {
+		fmt.Printf("a benchmark of minutes, not run: set %s=1 (with -short, a smoke run of one round)\n", benchEnv)
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
@@ -81,9 +85,6 @@ type baseline struct {
 // TestShedding is the side-by-side benchmark of load shedding (see the
 // package doc): it measures, and fails only when the run is invalid.
 func TestShedding(t *testing.T) {
-	if os.Getenv(benchEnv) != "1" {
-		t.Skipf("a benchmark of minutes: set %s=1 (with -short, a smoke run of one round)", benchEnv)
-	}
 	pl := fullPlan
 	if testing.Short() {
 		pl = shortPlan
