@@ -22,7 +22,6 @@ import (
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/serve"
-	"github.com/svckit/svckit/framework/throttle"
 )
 
 // Client dials svckit services through one etcd client and one resolver
@@ -197,14 +196,6 @@ func (c *Client) newConn(service string, o options, rb resolver.Builder, last ..
 		return nil, fmt.Errorf("client: dial %s: %w", service, err)
 	}
 	unary, stream := o.unary, o.stream
-	if o.throttle != nil {
-		th, err := throttle.New(o.throttle...)
-		if err != nil {
-			return nil, fmt.Errorf("client: dial %s: %w", service, err)
-		}
-		unary = append(slices.Clip(unary), th.UnaryClientInterceptor())
-		stream = append(slices.Clip(stream), th.StreamClientInterceptor())
-	}
 	if o.hedge != (hedging{}) {
 		unary = append(slices.Clip(unary), newHedger(o.hedge, o.idempotent, c.byContract).unary)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/framework/throttle"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -207,10 +206,9 @@ func TestNewAndDialRefuseInvalidSettings(t *testing.T) {
 		{"empty idempotent name", etcd, client.WithIdempotent("/"), `idempotent name "/"`},
 		{"nil logger", etcd, client.WithLogger(nil), "nil logger"},
 		{"nil credentials", etcd, client.WithTransportCredentials(nil), "nil transport credentials"},
-		{"outlier interval", etcd, client.WithOutlierDetection(lb.OutlierDetection{}), "outlier detection: interval 0s: must be positive"},
+		{"outlier interval", etcd, client.WithOutlierDetection(lb.OutlierDetection{Interval: -time.Second}), "outlier detection: interval -1s: must be positive"},
 		{"hedging attempts", etcd, client.WithHedging(time.Millisecond, 6), "want a positive delay and 2 to 5 attempts"},
 		{"hedging delay", etcd, client.WithHedging(0, 2), "want a positive delay and 2 to 5 attempts"},
-		{"throttle K", etcd, client.WithAdaptiveThrottling(throttle.WithK(0)), "throttle: K 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if cl, err := client.New(tc.etcd, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -105,14 +105,20 @@ func TestHedgingCutsTheSlowInstancesTail(t *testing.T) {
 	}
 }
 
-// Instances shedding every call: with adaptive throttling, most calls
+// Instances shedding every call: with adaptive throttling (package
+// throttle's interceptors on the conn), most calls
 // fail in the client, and few reach the instances.
 func TestAdaptiveThrottlingKeepsCallsOffASheddingFleet(t *testing.T) {
 	c := etcdtest.Start(t)
 	f := startFailing(t, c, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cc, err := newClient(t, c, client.WithAdaptiveThrottling(throttle.WithWindow(time.Second, 10))).Dial(ctx, "testsvc")
+	th, err := throttle.New(throttle.WithWindow(time.Second, 10)) // one per conn: one backend
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := newClient(t, c).Dial(ctx, "testsvc",
+		client.WithUnaryInterceptor(th.UnaryClientInterceptor()), client.WithStreamInterceptor(th.StreamClientInterceptor()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/svckit/svckit/framework/lb"
 	"github.com/svckit/svckit/framework/naming"
-	"github.com/svckit/svckit/framework/throttle"
 )
 
 // Option configures a Client (the defaults of its every Dial) or one Dial.
@@ -37,8 +36,7 @@ type options struct {
 	logger     *slog.Logger
 	outlier    *lb.OutlierDetection // nil: no ejection
 	metrics    prometheus.Registerer
-	hedge      hedging           // zero: no hedging
-	throttle   []throttle.Option // nil: no adaptive throttling
+	hedge      hedging // zero: no hedging
 }
 
 // hedging is the setting of WithHedging.
@@ -127,15 +125,19 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithOutlierDetection sets the outlier ejection of svckit's balancers
 // (the lb.OutlierDetection of their config); default
-// lb.DefaultOutlierDetection(). Another balancer (WithBalancer) runs
-// inside lb.OutlierDetectionPolicy, which ejects by picking again past an
+// lb.DefaultOutlierDetection(). The zero lb.OutlierDetection turns
+// ejection off. Another balancer (WithBalancer) runs inside
+// lb.OutlierDetectionPolicy, which ejects by picking again past an
 // ejected instance: see there for the policies that gain from it.
 func WithOutlierDetection(od lb.OutlierDetection) Option {
-	return func(o *options) { o.outlier = new(od.Clone()) }
+	return func(o *options) {
+		if od == (lb.OutlierDetection{}) {
+			o.outlier = nil
+			return
+		}
+		o.outlier = new(od.Clone())
+	}
 }
-
-// WithoutOutlierDetection turns outlier ejection off.
-func WithoutOutlierDetection() Option { return func(o *options) { o.outlier = nil } }
 
 // WithMetrics registers the conns' balancer metrics on reg:
 // svckit_lb_ejections_total (by target, policy and detection method) and
@@ -156,15 +158,6 @@ func WithMetrics(reg prometheus.Registerer) Option { return func(o *options) { o
 // the method's p95: lower hedges too many calls.
 func WithHedging(delay time.Duration, attempts int) Option {
 	return func(o *options) { o.hedge = hedging{delay: delay, attempts: attempts} }
-}
-
-// WithAdaptiveThrottling rejects a conn's calls locally, while its
-// instances reject most of them (package throttle, the SRE book's adaptive
-// throttling): one throttle per Dial, with opts. Its interceptors run
-// after (inside) the caller's, which see its throttle.ErrThrottled.
-// Default: off.
-func WithAdaptiveThrottling(opts ...throttle.Option) Option {
-	return func(o *options) { o.throttle = append([]throttle.Option{}, opts...) }
 }
 
 // validate returns every invalid setting of o, joined.
@@ -189,11 +182,6 @@ func (o options) validate() error {
 	}
 	if h := o.hedge; h != (hedging{}) && (h.delay <= 0 || h.attempts < 2 || h.attempts > 5) {
 		errs = append(errs, fmt.Errorf("hedging after %s up to %d attempts: want a positive delay and 2 to 5 attempts", h.delay, h.attempts))
-	}
-	if o.throttle != nil {
-		if _, err := throttle.New(o.throttle...); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	if err := naming.ValidatePrefix(o.prefix); err != nil {
 		errs = append(errs, err)

@@ -23,10 +23,10 @@ func TestServiceConfigEjectsOutliers(t *testing.T) {
 	}{
 		{"default", nil, new(lb.DefaultOutlierDetection())},
 		{"set", []Option{WithOutlierDetection(custom)}, &custom},
-		{"off", []Option{WithoutOutlierDetection()}, nil},
+		{"off", []Option{WithOutlierDetection(lb.OutlierDetection{})}, nil},
 		{"random", []Option{WithBalancer(lb.Random)}, new(lb.DefaultOutlierDetection())},
 		{"grpc-go's", []Option{WithBalancer("round_robin")}, new(lb.DefaultOutlierDetection())},
-		{"grpc-go's, off", []Option{WithBalancer("round_robin"), WithoutOutlierDetection()}, nil},
+		{"grpc-go's, off", []Option{WithBalancer("round_robin"), WithOutlierDetection(lb.OutlierDetection{})}, nil},
 	} {
 		o := newOptions(tc.opts)
 		if err := o.validate(); err != nil {

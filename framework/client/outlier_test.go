@@ -128,7 +128,7 @@ func TestDefaultOutlierDetectionEjectsAHalfFailingInstance(t *testing.T) {
 func pct(a, b int64) float64 { return 100 * float64(a) / float64(max(b, 1)) }
 
 // Ejection off: the instance stays in, and the metrics show none.
-func TestWithoutOutlierDetectionKeepsAFailingInstance(t *testing.T) {
+func TestZeroOutlierDetectionKeepsAFailingInstance(t *testing.T) {
 	c := etcdtest.Start(t)
 	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
 	if err != nil {
@@ -147,7 +147,7 @@ func TestWithoutOutlierDetectionKeepsAFailingInstance(t *testing.T) {
 	od := lb.DefaultOutlierDetection()
 	od.Interval = 100 * time.Millisecond
 	cc, err := newClient(t, c, client.WithMetrics(reg), client.WithBalancer(lb.Random), client.WithOutlierDetection(od)).
-		Dial(ctx, "testsvc", client.WithoutOutlierDetection())
+		Dial(ctx, "testsvc", client.WithOutlierDetection(lb.OutlierDetection{}))
 	if err != nil {
 		t.Fatal(err)
 	}
