@@ -418,23 +418,7 @@ func (h *harness) checkGoTest(text string) []error {
 		}
 		flags[name] = val
 	}
-	var errs []error
-	if len(pkgs) == 0 {
-		errs = append(errs, errors.New("no package"))
-	}
-	var dirs []string
-	for _, p := range pkgs {
-		if p != "." && !strings.HasPrefix(p, "./") {
-			errs = append(errs, fmt.Errorf("package %q: not a relative path", p))
-			continue
-		}
-		d := filepath.Join(base, strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/"))
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			errs = append(errs, fmt.Errorf("package %s: no such directory", p))
-			continue
-		}
-		dirs = append(dirs, d)
-	}
+	dirs, errs := packageDirs(base, pkgs)
 	tests := testSources(dirs)
 	for name, val := range flags {
 		if _, ok := h.testFlags[name]; ok {
@@ -467,6 +451,27 @@ func (h *harness) checkGoTest(text string) []error {
 		}
 	}
 	return errs
+}
+
+// packageDirs returns the directories of a go test command's packages,
+// relative paths under base, and an error for each that is not one.
+func packageDirs(base string, pkgs []string) (dirs []string, errs []error) {
+	if len(pkgs) == 0 {
+		errs = append(errs, errors.New("no package"))
+	}
+	for _, p := range pkgs {
+		if p != "." && !strings.HasPrefix(p, "./") {
+			errs = append(errs, fmt.Errorf("package %q: not a relative path", p))
+			continue
+		}
+		d := filepath.Join(base, strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/"))
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("package %s: no such directory", p))
+			continue
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, errs
 }
 
 // checkInline checks the go test commands in the page's prose (inline
