@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,8 +118,23 @@ func StartTLS(tb testing.TB) (*Cluster, Certs) {
 }
 
 // New starts a cluster and waits until every member is ready and a leader is
-// elected.
+// elected. Its ports are free when picked, but another process may bind one
+// before etcd does: then New tries again on new ports (in a new
+// subdirectory of opts.Dir), up to three times in all.
 func New(opts Options) (*Cluster, error) {
+	for try := 1; ; try++ {
+		c, err := newCluster(opts)
+		if err == nil || try == 3 || opts.ClientAddr != "" || !(errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")) {
+			return c, err
+		}
+		if opts.Dir != "" {
+			opts.Dir = filepath.Join(opts.Dir, fmt.Sprintf("try%d", try+1))
+		}
+	}
+}
+
+// newCluster is one try of New.
+func newCluster(opts Options) (*Cluster, error) {
 	n := opts.Members
 	if n <= 0 {
 		n = 1
