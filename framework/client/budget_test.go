@@ -40,15 +40,22 @@ func (f *failing) interceptor(ctx context.Context, req any, info *grpc.UnaryServ
 func startFailing(t *testing.T, c *etcdtest.Cluster, n int) *failing {
 	t.Helper()
 	f := &failing{}
+	cli := etcdClient(t, c)
+	for range n {
+		registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(f.interceptor)))
+	}
+	return f
+}
+
+// etcdClient returns a client of etcd c, closed when t ends.
+func etcdClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
+	t.Helper()
 	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
-	for range n {
-		registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(f.interceptor)))
-	}
-	return f
+	return cli
 }
 
 func registerAddr(t *testing.T, cli *clientv3.Client, addr string) {

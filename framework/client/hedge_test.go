@@ -14,7 +14,6 @@ import (
 
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
-	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/framework/throttle"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
@@ -29,11 +28,7 @@ const slowLag = 500 * time.Millisecond
 // gets.
 func startSlowAndFast(t *testing.T, c *etcdtest.Cluster) *[2]atomic.Int64 {
 	t.Helper()
-	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
+	cli := etcdClient(t, c)
 	var hits [2]atomic.Int64
 	for i := range hits {
 		registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(

@@ -14,7 +14,6 @@ import (
 	"github.com/svckit/svckit/framework/client"
 	"github.com/svckit/svckit/framework/etcdtest"
 	"github.com/svckit/svckit/framework/lb"
-	"github.com/svckit/svckit/framework/naming"
 	"github.com/svckit/svckit/internal/poll"
 	"github.com/svckit/svckit/internal/testsvc"
 )
@@ -71,11 +70,7 @@ func TestDefaultOutlierDetectionEjectsAHalfFailingInstance(t *testing.T) {
 				label = lb.OutlierDetectionPolicy
 			}
 			c := etcdtest.Start(t)
-			cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cli.Close() })
+			cli := etcdClient(t, c)
 			bad := &halfFailing{}
 			registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(bad.interceptor)))
 			for range 2 {
@@ -130,11 +125,7 @@ func pct(a, b int64) float64 { return 100 * float64(a) / float64(max(b, 1)) }
 // Ejection off: the instance stays in, and the metrics show none.
 func TestZeroOutlierDetectionKeepsAFailingInstance(t *testing.T) {
 	c := etcdtest.Start(t)
-	cli, err := naming.NewClient(naming.ClientConfig{Endpoints: c.Endpoints(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
+	cli := etcdClient(t, c)
 	bad := &halfFailing{}
 	bad.on.Store(true)
 	registerAddr(t, cli, testsvc.Serve(t, grpc.UnaryInterceptor(bad.interceptor)))
